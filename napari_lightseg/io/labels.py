@@ -1,0 +1,90 @@
+"""The one class table and the BraTS label conventions.
+
+Internally (in layers, engine results and training targets) classes are contiguous:
+0 background, 1 NCR (necrotic / non-enhancing core), 2 ED (edema), 3 ET (enhancing tumour).
+Files use either the BraTS <=2021 convention (1/2/4) or the 2023+ one (1/2/3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TumourClass:
+    value: int
+    name: str
+    long_name: str
+    color: str  # hex RGB(A)
+
+
+CLASSES: tuple[TumourClass, ...] = (
+    TumourClass(1, "NCR", "necrotic / non-enhancing tumour core", "#ff0000"),
+    TumourClass(2, "ED", "peritumoural edema", "#00ff00"),
+    TumourClass(3, "ET", "enhancing tumour", "#ffff00"),
+)
+CLASS_NAMES: dict[int, str] = {c.value: c.name for c in CLASSES}
+CLASS_COLORS: dict[int, str] = {c.value: c.color for c in CLASSES}
+NUM_CLASSES = len(CLASSES) + 1  # with background
+
+# file value -> internal value, per convention
+CONVENTIONS: dict[str, dict[int, int]] = {
+    "brats2021": {0: 0, 1: 1, 2: 2, 4: 3},
+    "brats2023": {0: 0, 1: 1, 2: 2, 3: 3},
+}
+DEFAULT_CONVENTION = "brats2021"
+
+# BraTS evaluation regions, as sets of internal classes
+REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+
+
+class LabelError(ValueError):
+    """A label volume holds values that no known convention explains."""
+
+
+def detect_convention(values: np.ndarray | set[int], source: str = "labels") -> str | None:
+    """Return the convention that explains these label values, or None if both do (0/1/2 only)."""
+    present = {int(v) for v in np.unique(np.asarray(list(values) if isinstance(values, set) else values))}
+    unknown = present - {0, 1, 2, 3, 4}
+    if unknown:
+        raise LabelError(f"{source}: unexpected label values {sorted(unknown)} (expected 0,1,2 and 4 or 3)")
+    if 3 in present and 4 in present:
+        raise LabelError(f"{source}: has both label 3 and 4; neither BraTS 2021 (1/2/4) nor 2023 (1/2/3)")
+    if 4 in present:
+        return "brats2021"
+    if 3 in present:
+        return "brats2023"
+    return None
+
+
+def to_internal(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarray, str | None]:
+    """Map a file's label volume to internal classes; returns (classes uint8, detected convention)."""
+    data = np.asarray(labels)
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
+            raise LabelError(f"{source}: label volume has non-integer values")
+    values = np.unique(data)
+    convention = detect_convention(values, source)
+    lut = np.zeros(5, dtype=np.uint8)
+    for file_value, internal in CONVENTIONS[convention or DEFAULT_CONVENTION].items():
+        lut[file_value] = internal
+    return lut[data.astype(np.intp)], convention
+
+
+def from_internal(classes: np.ndarray, convention: str = DEFAULT_CONVENTION) -> np.ndarray:
+    """Map internal classes to a file convention's values (uint8)."""
+    if convention not in CONVENTIONS:
+        raise LabelError(f"unknown label convention {convention!r}; use one of {sorted(CONVENTIONS)}")
+    data = np.asarray(classes)
+    if data.size and (data.min() < 0 or data.max() >= NUM_CLASSES):
+        raise LabelError(f"internal labels must be 0..{NUM_CLASSES - 1}, got {int(data.min())}..{int(data.max())}")
+    lut = np.zeros(NUM_CLASSES, dtype=np.uint8)
+    for file_value, internal in CONVENTIONS[convention].items():
+        lut[internal] = file_value
+    return lut[data.astype(np.intp)]
+
+
+def region_mask(classes: np.ndarray, region: str) -> np.ndarray:
+    """Boolean mask of a BraTS region (WT, TC, ET) from internal classes."""
+    return np.isin(classes, REGIONS[region])

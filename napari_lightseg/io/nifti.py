@@ -1,0 +1,148 @@
+"""NIfTI loading with clear errors, display orientation, and exact-affine saving.
+
+Volumes are shown (and segmented) in one display orientation, axis codes ``DISPLAY_AXCODES``:
+axis 0 inferior->superior (the slider steps through axial slices), axis 1 anterior->posterior
+(image rows, anterior at the top), axis 2 patient right->left (radiological convention).
+``Geometry`` remembers how a file's own array maps to that, so a saved mask gets the file's
+own voxel order, affine and header back, bit for bit.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+from .naming import StudyError
+
+DISPLAY_AXCODES = ("S", "P", "L")
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """A file's grid: its affine and header, and the transform from its array to display order."""
+
+    affine: np.ndarray
+    header: nib.Nifti1Header
+    disk_shape: tuple[int, int, int]
+    ornt: np.ndarray  # disk -> display (nibabel orientation transform)
+
+    @classmethod
+    def from_image(cls, img: nib.Nifti1Image) -> "Geometry":
+        affine = np.asarray(img.affine, dtype=np.float64)
+        ornt = ornt_transform(io_orientation(affine), axcodes2ornt(DISPLAY_AXCODES))
+        header = nib.Nifti1Header.from_header(img.header)
+        return cls(affine, header, tuple(int(s) for s in img.shape[:3]), ornt)
+
+    def to_display(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(apply_orientation(array, self.ornt))
+
+    def to_disk(self, array: np.ndarray) -> np.ndarray:
+        back = ornt_transform(axcodes2ornt(DISPLAY_AXCODES), io_orientation(self.affine))
+        return np.ascontiguousarray(apply_orientation(array, back))
+
+    def display_index_to_disk(self, index: np.ndarray) -> np.ndarray:
+        """Map voxel indices (N x 3) from display order to the file's own array order."""
+        index = np.atleast_2d(np.asarray(index, dtype=np.float64))
+        to_display = inv_ornt_aff(self.ornt, self.disk_shape)  # display index -> disk index
+        return (np.c_[index, np.ones(len(index))] @ to_display.T)[:, :3]
+
+    @property
+    def display_affine(self) -> np.ndarray:
+        """Affine of the display-ordered array (display voxel index -> world mm)."""
+        return self.affine @ inv_ornt_aff(self.ornt, self.disk_shape)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the display axes."""
+        return tuple(float(v) for v in np.linalg.norm(self.display_affine[:3, :3], axis=0))
+
+    @property
+    def display_shape(self) -> tuple[int, int, int]:
+        return tuple(self.disk_shape[int(i)] for i in np.argsort(self.ornt[:, 0]))
+
+    def same_grid(self, other: "Geometry") -> bool:
+        return self.disk_shape == other.disk_shape and np.allclose(
+            self.affine, other.affine, atol=AFFINE_TOLERANCE_MM
+        )
+
+    def describe_difference(self, other: "Geometry") -> str:
+        if self.disk_shape != other.disk_shape:
+            return f"shape {self.disk_shape} vs {other.disk_shape}"
+        diff = float(np.abs(self.affine - other.affine).max())
+        return f"affines differ by up to {diff:.4g} mm"
+
+
+def load_nifti(path: str | Path, allow_4d: bool = False) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Read a NIfTI file; return (float32 data as stored, image). Every problem is a StudyError."""
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such file") from None
+    except Exception as exc:  # nibabel raises several types for non-NIfTI input
+        raise StudyError(f"{path}: not a readable NIfTI file ({_short(exc)})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise StudyError(f"{path}: not a NIfTI image ({type(img).__name__})")
+    shape = img.shape
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) < 3 or min(shape[:3]) < 2:
+        raise StudyError(f"{path}: image is {len(img.shape)}D {tuple(img.shape)}; a 3D volume is required")
+    if len(shape) > (4 if allow_4d else 3):
+        raise StudyError(f"{path}: image is {len(shape)}D {tuple(img.shape)}; a 3D volume is required")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise StudyError(f"{path}: file is truncated or corrupt ({_short(exc)})") from None
+    if not np.all(np.isfinite(data)):
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        raise StudyError(f"{path}: {bad} voxels are NaN or infinite")
+    return data, img
+
+
+def save_nifti_like(path: str | Path, data: np.ndarray, geometry: Geometry, overwrite: bool = False) -> Path:
+    """Write ``data`` (already in the file's own array order) with the source affine and header.
+
+    Atomic: writes a temporary file in the same folder, then renames. Refuses to overwrite
+    unless asked.
+    """
+    path = Path(path)
+    if not str(path).lower().endswith((".nii", ".nii.gz")):
+        raise StudyError(f"{path}: output must end in .nii or .nii.gz")
+    if path.exists() and not overwrite:
+        raise StudyError(f"{path}: file exists; refusing to overwrite")
+    if tuple(data.shape) != geometry.disk_shape:
+        raise StudyError(f"{path}: data shape {data.shape} does not match the source grid {geometry.disk_shape}")
+    header = geometry.header.copy()
+    header.set_data_dtype(data.dtype)
+    header.set_data_shape(data.shape)
+    header["scl_slope"], header["scl_inter"] = 1.0, 0.0
+    header["cal_min"], header["cal_max"] = 0.0, 0.0
+    img = nib.Nifti1Image(data, None, header=header)
+    # keep the exact sform/qform (and their codes) of the source
+    img.set_sform(geometry.header.get_sform(), int(geometry.header["sform_code"]))
+    img.set_qform(geometry.header.get_qform(), int(geometry.header["qform_code"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
+    fd, tmp = tempfile.mkstemp(prefix=".lightseg-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]

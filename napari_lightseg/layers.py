@@ -1,0 +1,70 @@
+"""napari layer data for studies and masks (LayerData tuples; no Qt, no viewer).
+
+Every layer the plugin makes carries ``metadata["lightseg"]``: the study name, the role
+(``image``/``labels``), the sequence, the source ``Geometry`` (affine + header + orientation) and
+the label convention, so that the writer restores the file's own grid exactly.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .io import CLASS_COLORS, SEQUENCE_TITLES, Geometry, Study
+
+METADATA_KEY = "lightseg"
+AXIS_LABELS = ("I→S", "A→P", "R→L")
+GROUND_TRUTH_SUFFIX = "ground truth"
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def label_colormap() -> dict:
+    """Fixed class colours (NCR red, ED green, ET yellow); background and unknown transparent."""
+    return {None: "transparent", 0: "transparent", **CLASS_COLORS}
+
+
+def spatial_kwargs(geometry: Geometry) -> dict[str, Any]:
+    return {"scale": geometry.spacing, "axis_labels": AXIS_LABELS, "units": ("mm", "mm", "mm")}
+
+
+def image_layer_name(study_name: str, sequence: str) -> str:
+    return f"{study_name} {SEQUENCE_TITLES[sequence]}"
+
+
+def image_layers(study: Study) -> list[LayerData]:
+    """One grayscale image layer per sequence (FLAIR visible on top, others hidden below it)."""
+    layers = []
+    for seq in reversed(list(study.images)):  # FLAIR added last: it ends up on top
+        data = study.images[seq]
+        brain = data[data != 0]
+        limits = (float(np.percentile(brain, 0.5)), float(np.percentile(brain, 99.5))) if brain.size else (0.0, 1.0)
+        if limits[1] <= limits[0]:
+            limits = (limits[0], limits[0] + 1.0)
+        meta = {"study": study.name, "role": "image", "sequence": seq, "geometry": study.geometry, "source": study.sources.get(seq)}
+        kwargs = dict(name=image_layer_name(study.name, seq), colormap="gray", contrast_limits=limits,
+                      visible=seq == "flair", metadata={METADATA_KEY: meta}, **spatial_kwargs(study.geometry))
+        layers.append((data, kwargs, "image"))
+    return layers
+
+
+def labels_layer(labels: np.ndarray, geometry: Geometry, name: str, *, study: str = "",
+                 convention: str | None = None, extra: dict[str, Any] | None = None) -> LayerData:
+    """A Labels layer of internal classes with the class colours and the study's grid."""
+    meta = {"study": study, "role": "labels", "geometry": geometry, "convention": convention, **(extra or {})}
+    kwargs = dict(name=name, colormap=label_colormap(), opacity=0.6, metadata={METADATA_KEY: meta}, **spatial_kwargs(geometry))
+    return (np.asarray(labels, dtype=np.uint8), kwargs, "labels")
+
+
+def study_layers(study: Study) -> list[LayerData]:
+    layers = image_layers(study)
+    if study.labels is not None:
+        layers.append(labels_layer(study.labels, study.geometry, f"{study.name} {GROUND_TRUTH_SUFFIX}",
+                                   study=study.name, convention=study.convention,
+                                   extra={"source": str(study.files.segmentation) if study.files else None}))
+    return layers
+
+
+def lightseg_metadata(layer_metadata: dict) -> dict:
+    """The plugin's metadata of a layer ({} for layers made elsewhere)."""
+    return dict(layer_metadata.get(METADATA_KEY) or {})

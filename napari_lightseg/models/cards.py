@@ -1,0 +1,123 @@
+"""Model card schema (JSON beside the shipped .onnx files) and the card registry.
+
+A card is the only way a model is loaded: its ``file`` and ``sha256`` name the weights, its
+``inputs``/``outputs`` the ONNX I/O, ``sequences`` the channel order, ``label_map`` the classes.
+PCNN cards (``kind: pcnn``) have no file; their ``parameters`` configure the network.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+CARD_DIR = Path(__file__).resolve().parent
+KINDS = ("cnn", "pcnn")
+REQUIRED = ("name", "kind", "architecture", "precision", "sequences", "label_map", "validation")
+
+
+class CardError(ValueError):
+    """A model card is missing, malformed, or does not match its weights."""
+
+
+@dataclass
+class ModelCard:
+    name: str
+    kind: str  # cnn | pcnn
+    architecture: str
+    precision: str  # fp32 | int8 | n/a
+    sequences: list[str]
+    label_map: dict[str, str]
+    validation: dict[str, Any]
+    description: str = ""
+    file: str | None = None
+    sha256: str | None = None
+    params: int | None = None
+    flops_per_slice: int | None = None
+    inputs: list[str] = field(default_factory=lambda: ["input"])
+    outputs: list[str] = field(default_factory=lambda: ["logits"])
+    normalization: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] = field(default_factory=dict)
+    reproduce: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    card_path: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def path(self) -> Path | None:
+        """The weights file, next to the card."""
+        if self.file is None:
+            return None
+        return (self.card_path.parent if self.card_path else CARD_DIR) / self.file
+
+    @property
+    def file_mb(self) -> float:
+        return round(self.path.stat().st_size / 2**20, 3) if self.path and self.path.exists() else 0.0
+
+    def verify(self) -> None:
+        """Raise CardError unless the weights exist and match the card's sha256."""
+        if self.kind == "pcnn":
+            return
+        if self.path is None or not self.path.exists():
+            raise CardError(f"{self.name}: weights file {self.file} is missing")
+        digest = sha256_of(self.path)
+        if digest != self.sha256:
+            raise CardError(f"{self.name}: {self.file} sha256 {digest[:12]}… does not match the card ({str(self.sha256)[:12]}…)")
+
+    def summary(self) -> dict[str, Any]:
+        """The short form the CLI's ``models --json`` prints."""
+        return {"name": self.name, "kind": self.kind, "architecture": self.architecture, "precision": self.precision,
+                "file_mb": self.file_mb, "params": self.params, "validation": self.validation}
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if k != "card_path"}
+        return json.dumps(data, indent=2) + "\n"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_card(path: str | Path) -> ModelCard:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CardError(f"{path}: unreadable model card ({exc})") from None
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise CardError(f"{path}: model card lacks {', '.join(missing)}")
+    if data["kind"] not in KINDS:
+        raise CardError(f"{path}: kind must be one of {KINDS}, got {data['kind']!r}")
+    if data["kind"] == "cnn" and not (data.get("file") and data.get("sha256")):
+        raise CardError(f"{path}: a cnn card needs file and sha256")
+    known = set(ModelCard.__dataclass_fields__) - {"card_path"}
+    unknown = set(data) - known
+    if unknown:
+        raise CardError(f"{path}: unknown card fields {sorted(unknown)}")
+    return ModelCard(**data, card_path=path)
+
+
+@lru_cache(maxsize=4)
+def _cards_in(folder: str) -> tuple[ModelCard, ...]:
+    cards = [load_card(p) for p in sorted(Path(folder).glob("*.json"))]
+    return tuple(sorted(cards, key=lambda c: (c.kind, c.architecture, c.precision, c.name)))
+
+
+def list_cards(folder: Path = CARD_DIR) -> list[ModelCard]:
+    return list(_cards_in(str(folder)))
+
+
+def get_card(name: str, folder: Path = CARD_DIR) -> ModelCard:
+    for card in list_cards(folder):
+        if card.name == name:
+            return card
+    names = ", ".join(c.name for c in list_cards(folder)) or "none"
+    raise CardError(f"no model named {name!r}; available: {names}")

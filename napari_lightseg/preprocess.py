@@ -1,0 +1,89 @@
+"""Preprocessing shared by training (``src_models``) and inference (``engine``): one implementation.
+
+A volume is a channels-first float32 array (C, Z, Y, X) in display orientation; the CNNs see its
+axial slices (Y, X). Steps: brain mask (any sequence non-zero), brain bounding-box crop padded to a
+multiple of ``PAD_MULTIPLE`` so every U-Net level divides evenly, per-sequence z-score inside the brain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD_MULTIPLE = 16
+CLIP_Z = 5.0
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Brain bounding box in a (Z, Y, X) volume, as slices; padded size may exceed the volume."""
+
+    z: slice
+    y: slice
+    x: slice
+    shape: tuple[int, int, int]  # full volume shape
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return (self.z, self.y, self.x)
+
+
+def brain_mask(volume: np.ndarray) -> np.ndarray:
+    """Voxels where any sequence is non-zero (BraTS data are skull-stripped)."""
+    return np.any(volume != 0, axis=0)
+
+
+def brain_crop(mask: np.ndarray, margin: int = 2) -> Crop:
+    """Bounding box of the mask, with a margin, grown in Y/X to a multiple of ``PAD_MULTIPLE``."""
+    shape = mask.shape
+    if not mask.any():
+        return Crop(slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]), shape)
+    bounds = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        lo, hi = max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, shape[axis])
+        if axis > 0:  # in-plane: grow symmetrically to a multiple, staying inside where possible
+            want = -(-(hi - lo) // PAD_MULTIPLE) * PAD_MULTIPLE
+            grow = want - (hi - lo)
+            lo = max(lo - grow // 2, 0)
+            hi = lo + want
+            if hi > shape[axis]:
+                hi = shape[axis]
+                lo = max(hi - want, 0)
+        bounds.append(slice(lo, hi))
+    return Crop(*bounds, shape=shape)
+
+
+def normalize(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-sequence z-score inside the brain, clipped; zero outside the brain."""
+    out = np.zeros(volume.shape, dtype=np.float32)
+    for c in range(volume.shape[0]):
+        values = volume[c][mask]
+        if values.size == 0:
+            continue
+        mean, std = float(values.mean()), float(values.std())
+        out[c][mask] = np.clip((values - mean) / (std if std > 1e-6 else 1.0), -CLIP_Z, CLIP_Z)
+    return out
+
+
+def prepare(volume: np.ndarray) -> tuple[np.ndarray, Crop]:
+    """Crop to the brain and normalize; returns (C, z, y, x) float32 with Y/X padded to PAD_MULTIPLE."""
+    mask = brain_mask(volume)
+    crop = brain_crop(mask)
+    cropped = normalize(volume[(slice(None), *crop.slices)], mask[crop.slices])
+    return pad_to_multiple(cropped), crop
+
+
+def pad_to_multiple(array: np.ndarray) -> np.ndarray:
+    """Zero-pad the last two axes up to a multiple of PAD_MULTIPLE (needed when the volume is small)."""
+    pads = [(0, 0)] * (array.ndim - 2) + [(0, (-s) % PAD_MULTIPLE) for s in array.shape[-2:]]
+    return np.pad(array, pads) if any(p[1] for p in pads) else array
+
+
+def uncrop(labels: np.ndarray, crop: Crop) -> np.ndarray:
+    """Put cropped (possibly padded) labels back into a full-size volume of zeros."""
+    full = np.zeros(crop.shape, dtype=labels.dtype)
+    z, y, x = crop.slices
+    full[z, y, x] = labels[: z.stop - z.start, : y.stop - y.start, : x.stop - x.start]
+    return full

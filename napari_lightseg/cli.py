@@ -87,7 +87,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from .viewer import open_viewer
+    from ._qt.viewer import open_viewer
 
     return open_viewer(case=args.case, sample=args.sample, model=args.model, three_d=args.three_d,
                        screenshot=args.screenshot)

@@ -68,3 +68,61 @@ def study_layers(study: Study) -> list[LayerData]:
 def lightseg_metadata(layer_metadata: dict) -> dict:
     """The plugin's metadata of a layer ({} for layers made elsewhere)."""
     return dict(layer_metadata.get(METADATA_KEY) or {})
+
+
+def box_shapes(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> tuple[list[np.ndarray], list[str]]:
+    """Shapes for 3D boxes (inclusive display indices): a rectangle on every slice the box spans,
+    so it shows while scrolling in 2D, plus the four vertical edges, which complete the outline in 3D."""
+    data, types = [], []
+    for (z0, y0, x0), (z1, y1, x1) in boxes:
+        corners = [(y0, x0), (y0, x1 + 1), (y1 + 1, x1 + 1), (y1 + 1, x0)]
+        for z in range(z0, z1 + 1):
+            data.append(np.array([(z, y, x) for y, x in corners], dtype=float))
+            types.append("rectangle")
+        for y, x in corners:
+            data.append(np.array([(z0, y, x), (z1, y, x)], dtype=float))
+            types.append("line")
+    return data, types
+
+
+def boxes_layer(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]], geometry: Geometry, name: str,
+                color: str = "cyan") -> LayerData:
+    data, types = box_shapes(boxes)
+    kwargs = dict(name=name, shape_type=types, edge_color=color, face_color="transparent", edge_width=1.5,
+                  ndim=3, metadata={METADATA_KEY: {"role": "boxes", "geometry": geometry}}, **spatial_kwargs(geometry))
+    return (data, kwargs, "shapes")
+
+
+def sequence_layers(layers) -> dict[str, list[str]]:
+    """For each sequence, the names of image layers that hold it (the plugin's own tag first)."""
+    from .io import SEQUENCES, role_of
+
+    found: dict[str, list[str]] = {s: [] for s in SEQUENCES}
+    for layer in layers:
+        if getattr(layer, "_type_string", "") != "image" or np.ndim(layer.data) != 3:
+            continue
+        seq = lightseg_metadata(layer.metadata).get("sequence") or role_of(layer.name + ".nii")
+        if seq in found:
+            found[seq].append(layer.name)
+    return found
+
+
+def study_from_layers(layers, chosen: dict[str, str]) -> Study:
+    """A Study built from image layers chosen per sequence (names); they must share one grid."""
+    from .io import StudyError
+
+    images, geometry, name = {}, None, ""
+    for seq, layer_name in chosen.items():
+        if not layer_name:
+            continue
+        layer = layers[layer_name]
+        info = lightseg_metadata(layer.metadata)
+        if geometry is None:
+            geometry, name = info.get("geometry"), info.get("study") or layer_name
+        images[seq] = np.asarray(layer.data, dtype=np.float32)
+    shapes = {a.shape for a in images.values()}
+    if len(shapes) > 1:
+        raise StudyError(f"chosen layers differ in shape: {sorted(shapes)}")
+    if geometry is None:
+        raise StudyError("the chosen layers were not opened with napari-lightseg: no source grid (affine) known")
+    return Study(name, images, geometry)

@@ -1,0 +1,191 @@
+"""Backend registry: availability, provider choice and cached inference sessions."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..models import ModelCard
+
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+class BackendError(RuntimeError):
+    """A backend cannot run this model here; the message says why."""
+
+
+@dataclass
+class Inference:
+    """A ready-to-run model: ``run(batch NCHW float32) -> logits NCHW``, and what actually runs it."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    backend: str
+    provider: str
+    notes: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    name: str
+
+    def available(self) -> tuple[bool, str]: ...
+    def providers(self) -> list[str]: ...
+    def load(self, card: ModelCard, provider: str | None, threads: int | None) -> Inference: ...
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def available(self) -> tuple[bool, str]:
+        ok = importlib.util.find_spec("onnxruntime") is not None
+        return ok, "" if ok else "onnxruntime is not installed"
+
+    def providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        return list(ort.get_available_providers())
+
+    def load(self, card: ModelCard, provider: str | None, threads: int | None) -> Inference:
+        if card.kind != "cnn":
+            raise BackendError(f"{card.name}: onnxruntime runs CNN models only")
+        card.verify()
+        threads = threads or default_threads()
+        wanted = provider or CPU_PROVIDER
+        notes: list[str] = []
+        if wanted not in self.providers():
+            notes.append(f"{wanted} is not available here; fell back to {CPU_PROVIDER}")
+            wanted = CPU_PROVIDER
+        try:
+            session = _ort_session(str(card.path), wanted, threads)
+        except Exception as exc:  # a provider that fails to initialise: fall back to CPU
+            if wanted == CPU_PROVIDER:
+                raise BackendError(f"{card.name}: onnxruntime could not load {card.file} ({exc})") from None
+            notes.append(f"{wanted} failed ({str(exc).splitlines()[0][:120]}); fell back to {CPU_PROVIDER}")
+            wanted = CPU_PROVIDER
+            session = _ort_session(str(card.path), wanted, threads)
+        actual = session.get_providers()[0]
+        if actual != wanted:
+            notes.append(f"{wanted} was requested but {actual} runs the model")
+        input_name, output_name = card.inputs[0], card.outputs[0]
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return session.run([output_name], {input_name: batch})[0]
+
+        return Inference(run, self.name, actual, notes)
+
+
+@lru_cache(maxsize=8)
+def _ort_session(path: str, provider: str, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, sess_options=options, providers=[provider])
+
+
+class TorchBackend:
+    """FP32 reference in PyTorch eager mode (research use; not a runtime dependency)."""
+
+    name = "torch"
+
+    def available(self) -> tuple[bool, str]:
+        for module in ("torch", "src_models", "onnx"):
+            if importlib.util.find_spec(module) is None:
+                return False, f"{module} is not importable (install the 'train' extra in a source checkout)"
+        return True, ""
+
+    def providers(self) -> list[str]:
+        return ["cpu"]
+
+    def load(self, card: ModelCard, provider: str | None, threads: int | None) -> Inference:
+        ok, why = self.available()
+        if not ok:
+            raise BackendError(f"torch backend unavailable: {why}")
+        if card.kind != "cnn" or card.precision != "fp32":
+            raise BackendError(f"{card.name}: the torch backend runs FP32 CNN models only")
+        card.verify()
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = _torch_model(str(card.path), card.architecture)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(batch)).numpy()
+
+        return Inference(run, self.name, "cpu", [])
+
+
+@lru_cache(maxsize=4)
+def _torch_model(path: str, architecture: str):
+    from src_models.export import torch_model_from_onnx
+
+    return torch_model_from_onnx(path, architecture)
+
+
+class NumpyBackend:
+    """The PCNN models run in NumPy; nothing to load."""
+
+    name = "numpy"
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def providers(self) -> list[str]:
+        return ["cpu"]
+
+    def load(self, card: ModelCard, provider: str | None, threads: int | None) -> Inference:
+        raise BackendError("the numpy backend runs PCNN models through the engine, not as an inference session")
+
+
+_BACKENDS: dict[str, Backend] = {b.name: b for b in (OnnxRuntimeBackend(), TorchBackend(), NumpyBackend())}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; one of {', '.join(_BACKENDS)}")
+    return _BACKENDS[name]
+
+
+def parse_backend(spec: str | None, card: ModelCard) -> tuple[str, str | None]:
+    """``'onnxruntime:CUDAExecutionProvider'`` -> (backend, provider); default by model kind."""
+    if not spec:
+        return ("numpy" if card.kind == "pcnn" else "onnxruntime"), None
+    name, _, provider = spec.partition(":")
+    return name, provider or None
+
+
+def available_backends(card: ModelCard | None = None) -> dict[str, tuple[bool, str]]:
+    """Backend name -> (available, reason), restricted to those that can run ``card``'s kind."""
+    out = {}
+    for name, backend in _BACKENDS.items():
+        if card is not None and (card.kind == "pcnn") != (name == "numpy"):
+            continue
+        if card is not None and name == "torch" and card.precision != "fp32":
+            continue
+        out[name] = backend.available()
+    return out
+
+
+def backend_choices(card: ModelCard) -> list[str]:
+    """Selectable ``backend[:provider]`` strings for a model, available ones only."""
+    choices = []
+    for name, (ok, _) in available_backends(card).items():
+        if not ok:
+            continue
+        if name == "onnxruntime":
+            choices += [f"onnxruntime:{p}" for p in get_backend(name).providers()]
+        else:
+            choices.append(name)
+    return choices

@@ -1,0 +1,196 @@
+"""Segmentation engine: ``run(study, card, backend) -> Result``, pure Python/NumPy, no Qt.
+
+CNNs: the training preprocessing (``preprocess.prepare``: brain crop + z-score), axial slices in
+batches through the chosen backend, argmax, labels put back into the full grid, then the documented
+post-processing: tumour components smaller than ``MIN_COMPONENT_ML`` are dropped (isolated false
+positives; real lesions are larger). PCNN models run through ``napari_lightseg.pcnn``.
+Every result also lists detections: one 3D box per connected tumour component.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .backends import get_backend, parse_backend
+from .io import Geometry, Study, load_study
+from .metrics import class_volumes_ml, voxel_ml
+from .models import ModelCard
+from .preprocess import prepare, uncrop
+from .progress import CancelCallback, ProgressCallback, check_cancel, report
+
+MIN_COMPONENT_ML = 0.1
+DEFAULT_BATCH = 16
+
+
+@dataclass
+class Detection:
+    """A connected tumour component: inclusive box and centroid in display voxel indices."""
+
+    box: tuple[tuple[int, int, int], tuple[int, int, int]]
+    centroid: tuple[float, float, float]
+    volume_ml: float
+    source: str = "components"
+
+
+@dataclass
+class Result:
+    labels: np.ndarray  # internal classes, display orientation
+    geometry: Geometry
+    model: str
+    backend: str
+    provider: str
+    timings_s: dict[str, float]
+    volumes_ml: dict[str, float]
+    detections: list[Detection] = field(default_factory=list)
+    peak_memory_mb: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    study_name: str = ""
+    study_convention: str | None = None
+    slices: int = 0
+
+    @property
+    def ms_per_slice(self) -> float:
+        return 1000.0 * self.timings_s.get("inference", 0.0) / max(self.slices, 1)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready summary (the CLI's ``--report``)."""
+        return {
+            "case": self.study_name, "model": self.model, "backend": self.backend, "provider": self.provider,
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+            "ms_per_slice": round(self.ms_per_slice, 3), "slices": self.slices,
+            "volumes_ml": {k: round(v, 3) for k, v in self.volumes_ml.items()},
+            "detections": [{"box_voxel_display": [list(d.box[0]), list(d.box[1])], "centroid_voxel_display":
+                            [round(c, 2) for c in d.centroid], "volume_ml": round(d.volume_ml, 3)} for d in self.detections],
+            "peak_memory_mb": round(self.peak_memory_mb, 1), "notes": self.notes,
+        }
+
+    def summary_line(self) -> str:
+        t = self.timings_s
+        return (f"{self.model} on {self.backend}/{self.provider}: total {t['total']:.2f} s "
+                f"(inference {t['inference']:.2f} s), WT {self.volumes_ml['WT']:.1f} mL")
+
+
+def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: int | None = None,
+        progress: ProgressCallback | None = None, cancel: CancelCallback | None = None,
+        postprocess: bool = True, batch: int = DEFAULT_BATCH, load_seconds: float = 0.0) -> Result:
+    """Segment a loaded study with a model card on a backend (``name`` or ``name:provider``)."""
+    started = time.perf_counter()
+    backend_name, provider = parse_backend(backend, card)
+    timings = {"load": load_seconds}
+    notes: list[str] = []
+    check_cancel(cancel)
+    if card.kind == "pcnn":
+        from . import pcnn
+
+        report(progress, 0.0, f"{card.name}: PCNN")
+        t = time.perf_counter()
+        labels = pcnn.segment(study, card.parameters, progress=progress, cancel=cancel)
+        timings.update(preprocess=0.0, inference=time.perf_counter() - t)
+        actual_backend, actual_provider, slices = "numpy", "cpu", study.shape[0]
+    else:
+        missing = [s for s in card.sequences if s not in study.images]
+        if missing:
+            raise ValueError(f"{card.name} needs {', '.join(card.sequences)}; {study.name} lacks {', '.join(missing)}")
+        report(progress, 0.0, f"{card.name}: loading model")
+        inference = get_backend(backend_name).load(card, provider, threads)
+        notes += inference.notes
+        t = time.perf_counter()
+        image, crop = prepare(study.stack(card.sequences))
+        timings["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        cropped = _infer_slices(inference.run, image, batch, progress, cancel)
+        timings["inference"] = time.perf_counter() - t
+        labels = uncrop(cropped, crop)
+        actual_backend, actual_provider, slices = inference.backend, inference.provider, image.shape[1]
+    check_cancel(cancel)
+    t = time.perf_counter()
+    spacing = study.geometry.spacing
+    if postprocess:
+        labels = drop_small_components(labels, spacing)
+    detections = find_components(labels, spacing)
+    volumes = class_volumes_ml(labels, spacing)
+    timings["postprocess"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started + load_seconds
+    report(progress, 1.0, "done")
+    return Result(labels, study.geometry, card.name, actual_backend, actual_provider, timings, volumes,
+                  detections, _peak_rss_mb(), notes, study.name, study.convention, slices)
+
+
+def segment_paths(paths: str | Path | list[str | Path], card: ModelCard, backend: str | None = None, **kwargs) -> Result:
+    """Load a study from files (timed) and run a model on it."""
+    t = time.perf_counter()
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    study = load_study(items[0] if len(items) == 1 else items, with_labels=False)
+    return run(study, card, backend, load_seconds=time.perf_counter() - t, **kwargs)
+
+
+def _infer_slices(model, image: np.ndarray, batch: int, progress: ProgressCallback | None,
+                  cancel: CancelCallback | None) -> np.ndarray:
+    """Argmax labels (z, y, x) of a preprocessed (C, z, y, x) volume, ``batch`` axial slices at a time."""
+    depth = image.shape[1]
+    slices = np.ascontiguousarray(image.transpose(1, 0, 2, 3))
+    out = np.empty((depth, *image.shape[2:]), dtype=np.uint8)
+    brain = np.any(slices != 0, axis=(1, 2, 3))
+    for z0 in range(0, depth, batch):
+        check_cancel(cancel)
+        z1 = min(z0 + batch, depth)
+        chunk = slice(z0, z1)
+        if not brain[chunk].any():
+            out[chunk] = 0
+            continue
+        out[chunk] = model(slices[chunk]).argmax(1).astype(np.uint8)
+        report(progress, z1 / depth, f"slice {z1}/{depth}")
+    return out
+
+
+def _tumour_box(labels: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box (1-voxel margin) of all tumour voxels: component work happens only there."""
+    found = ndimage.find_objects((labels > 0).astype(np.uint8))
+    if not found:
+        return None
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(found[0], labels.shape))
+
+
+def drop_small_components(labels: np.ndarray, spacing: tuple[float, ...], min_ml: float = MIN_COMPONENT_ML) -> np.ndarray:
+    """Remove whole-tumour components (26-connected) smaller than ``min_ml``."""
+    box = _tumour_box(labels)
+    if box is None:
+        return labels
+    components, n = ndimage.label(labels[box] > 0, structure=np.ones((3, 3, 3)))
+    small = np.bincount(components.ravel()) * voxel_ml(spacing) < min_ml
+    small[0] = False
+    if not small.any():
+        return labels
+    out = labels.copy()
+    out[box][small[components]] = 0
+    return out
+
+
+def find_components(labels: np.ndarray, spacing: tuple[float, ...]) -> list[Detection]:
+    """One detection per 26-connected tumour component, largest first (display voxel indices)."""
+    box = _tumour_box(labels)
+    if box is None:
+        return []
+    offset = np.array([s.start for s in box])
+    components, _ = ndimage.label(labels[box] > 0, structure=np.ones((3, 3, 3)))
+    found = []
+    for index, sub in enumerate(ndimage.find_objects(components), start=1):
+        if sub is None:
+            continue
+        mask = components[sub] == index
+        start = offset + [s.start for s in sub]
+        centroid = tuple(float(c) for c in np.array(ndimage.center_of_mass(mask)) + start)
+        stop = offset + [s.stop - 1 for s in sub]
+        found.append(Detection((tuple(int(v) for v in start), tuple(int(v) for v in stop)), centroid,
+                               float(mask.sum()) * voxel_ml(spacing)))
+    return sorted(found, key=lambda d: -d.volume_ml)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -1,0 +1,85 @@
+"""Export a trained checkpoint to ONNX (opset 17, dynamic batch and size), checked against PyTorch.
+
+BatchNorm is kept as nodes (``TrainingMode.PRESERVE`` in eval mode) so the ONNX initializers carry
+the state-dict names: the torch backend rebuilds the FP32 model from the same file. ONNX Runtime
+fuses BatchNorm into the convolutions when it loads the graph, so this costs no speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .archs import IN_CHANNELS, build
+
+OPSET = 17
+
+
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    config = ckpt["config"]
+    model = build(config["arch"], config.get("norm", "bn"))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), config
+
+
+def export_onnx(model: torch.nn.Module, path: Path, size: int = 160) -> Path:
+    model = model.eval()
+    dummy = torch.zeros(2, IN_CHANNELS, size, size)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(model, dummy, str(path), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": axes, "logits": axes}, opset_version=OPSET,
+                      training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False, dynamo=False)
+    return path
+
+
+def torch_model_from_onnx(path: str | Path, architecture: str) -> torch.nn.Module:
+    """Rebuild the PyTorch model from an FP32 ONNX file exported by ``export_onnx``."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
+    norm = "gn" if any(n.op_type == "GroupNormalization" or "InstanceNormalization" == n.op_type for n in graph.node) else "bn"
+    model = build(architecture, norm)
+    state = model.state_dict()
+    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{path}: ONNX initializers lack {len(missing)} weights of {architecture} (e.g. {missing[0]})")
+    model.load_state_dict({k: weights.get(k, v) for k, v in state.items()})
+    return model.eval()
+
+
+def parity(model: torch.nn.Module, onnx_path: Path, slices: np.ndarray) -> dict[str, float]:
+    """Max |logit| difference and argmax agreement between PyTorch and ONNX Runtime on ``slices``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(slices)).numpy()
+    got = session.run(["logits"], {"input": slices})[0]
+    return {"max_abs_logit_diff": float(np.abs(ref - got).max()),
+            "label_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    model, config = load_checkpoint(args.checkpoint)
+    export_onnx(model, args.out)
+    from .data import brats18_cases, load_case
+
+    _, val = brats18_cases()
+    image, _ = load_case(val[0])
+    mid = image.shape[1] // 2
+    slices = np.ascontiguousarray(image[:, mid - 8 : mid + 8].transpose(1, 0, 2, 3), dtype=np.float32)
+    print(json.dumps({"onnx": str(args.out), **parity(model, args.out, slices)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Release a trained run as shipped models: export -> parity check -> INT8 -> validation -> cards.
+
+    python -m src_models.release runs/dsc-unet --name dsc-unet
+
+Writes ``napari_lightseg/models/<name>-fp32.onnx|json`` and ``<name>-int8.onnx|json``. The
+calibration method (MinMax vs Percentile) is the one with the better mean validation Dice; every
+number in the cards is measured here through the plugin's own engine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_lightseg import engine
+from napari_lightseg.io import CLASS_NAMES, SEQUENCES, load_study
+from napari_lightseg.metrics import dice, region_scores
+from napari_lightseg.models import CARD_DIR, ModelCard
+from napari_lightseg.models.cards import sha256_of
+
+from .archs import build, count_flops, count_params
+from .data import VALIDATION_CASES, brats18_cases, load_case
+from .export import export_onnx, load_checkpoint, parity
+from .quantize import QUANTIZED_OPS, calibration_batches, quantize
+
+NORMALIZATION = "per-sequence z-score inside the brain (any sequence non-zero), clipped to +-5; brain bounding-box crop"
+
+
+def draft_card(name: str, arch: str, precision: str, onnx_path: Path, config: dict) -> ModelCard:
+    model = build(arch, config.get("norm", "bn"))
+    return ModelCard(
+        name=f"{name}-{precision}", kind="cnn", architecture=arch, precision=precision,
+        sequences=list(SEQUENCES), label_map={"0": "background", **{str(k): v for k, v in CLASS_NAMES.items()}},
+        validation={}, file=onnx_path.name, sha256=sha256_of(onnx_path), params=count_params(model),
+        flops_per_slice=count_flops(model), normalization=NORMALIZATION, card_path=onnx_path.with_suffix(".json"),
+    )
+
+
+def evaluate(card: ModelCard, studies: list) -> tuple[dict, list[np.ndarray]]:
+    """Mean Dice/HD95 per region over validation studies, and the predicted label volumes."""
+    rows, preds = [], []
+    for study in studies:
+        result = engine.run(study, card, "onnxruntime", threads=2)
+        preds.append(result.labels)
+        rows.append({**region_scores(result.labels, study.labels, study.geometry.spacing),
+                     "seconds": result.timings_s["total"], "case": study.name})
+    summary = {}
+    for key in rows[0]:
+        if key == "case":
+            continue
+        values = np.array([r[key] for r in rows], dtype=float)
+        summary[key] = round(float(np.mean(values)), 4)
+    summary["cases"] = [r["case"] for r in rows]
+    summary["per_case"] = {r["case"]: {k: round(float(v), 4) for k, v in r.items() if k.startswith(("dice", "hd95"))} for r in rows}
+    return summary, preds
+
+
+def agreement(a: list[np.ndarray], b: list[np.ndarray]) -> dict[str, float]:
+    """FP32-vs-INT8: voxel label agreement inside predicted tumour, and WT Dice between the two."""
+    union = [(x > 0) | (y > 0) for x, y in zip(a, b)]
+    return {
+        "tumour_voxel_label_agreement": round(float(np.mean([(x[u] == y[u]).mean() if u.any() else 1.0 for x, y, u in zip(a, b, union)])), 4),
+        "dice_WT_between": round(float(np.mean([dice(x > 0, y > 0) for x, y in zip(a, b)])), 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="training run folder with last.pt, config.json, log.jsonl")
+    p.add_argument("--name", required=True, help="model name stem, e.g. dsc-unet")
+    p.add_argument("--out", type=Path, default=CARD_DIR)
+    p.add_argument("--methods", default="MinMax,Percentile")
+    args = p.parse_args(argv)
+
+    model, config = load_checkpoint(args.run / "last.pt")
+    train_dirs, val_dirs = brats18_cases()
+    val_studies = [load_study(d) for d in val_dirs]
+    train_cases = [load_case(d) for d in train_dirs]
+    log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
+
+    fp32 = args.out / f"{args.name}-fp32.onnx"
+    export_onnx(model, fp32)
+    image, _ = load_case(val_dirs[0])
+    mid = image.shape[1] // 2
+    check = parity(model, fp32, np.ascontiguousarray(image[:, mid - 8 : mid + 8].transpose(1, 0, 2, 3), dtype=np.float32))
+    card32 = draft_card(args.name, config["arch"], "fp32", fp32, config)
+    val32, preds32 = evaluate(card32, val_studies)
+
+    batches = calibration_batches(train_cases)
+    best = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in args.methods.split(","):
+            t = time.time()
+            path = quantize(fp32, Path(tmp) / f"{method}.onnx", batches, method)
+            trial = draft_card(args.name, config["arch"], "int8", path, config)
+            val8, preds8 = evaluate(trial, val_studies)
+            mean_dice = np.mean([val8[f"dice_{r}"] for r in ("WT", "TC", "ET")])
+            print(f"{method}: mean Dice {mean_dice:.4f} ({time.time() - t:.0f} s)", flush=True)
+            if best is None or mean_dice > best[0]:
+                best = (mean_dice, method, path.read_bytes(), val8, preds8)
+        _, method, blob, val8, preds8 = best
+    int8 = args.out / f"{args.name}-int8.onnx"
+    int8.write_bytes(blob)
+    card8 = draft_card(args.name, config["arch"], "int8", int8, config)
+
+    training = {
+        "data": "../shared/data/brats18 (BraTS 2018 training cases), fixed split in src_models/data.py",
+        "train_cases": [d.name for d in train_dirs], "validation_cases": list(VALIDATION_CASES),
+        "config": config, "final_log": log[-1], "device": "CPU (2 cores)" if "cuda" not in str(config) else "GPU",
+    }
+    train_cmd = (f"python -m src_models.train --arch {config['arch']} --norm {config.get('norm', 'bn')} --steps {config['steps']} "
+                 f"--batch {config['batch']} --patch {config['patch']} --lr {config['lr']} --seed {config['seed']} --out {args.run}")
+    reproduce = [train_cmd, f"python -m src_models.release {args.run} --name {args.name}"]
+    for card, val in ((card32, val32), (card8, val8)):
+        card.validation = val
+        card.training = training
+        card.reproduce = reproduce
+        card.description = f"{config['arch']} trained on {len(train_dirs)} BraTS 2018 cases; {card.precision.upper()} ONNX"
+    card32.extra = {"onnx_vs_pytorch": check}
+    card8.quantization = {"format": "QDQ", "weights": "per-channel S8", "activations": "U8", "calibration": method,
+                          "calibration_slices": int(sum(len(b) for b in batches)), "quantized_ops": QUANTIZED_OPS,
+                          "fp32_vs_int8": agreement(preds32, preds8)}
+    for card in (card32, card8):
+        card.card_path.write_text(card.to_json())
+        print(f"wrote {card.card_path}: Dice WT/TC/ET {card.validation['dice_WT']:.3f}/{card.validation['dice_TC']:.3f}/{card.validation['dice_ET']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

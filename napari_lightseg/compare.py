@@ -5,8 +5,9 @@ Pure numpy (no Qt): the CLI's ``compare`` command and the comparison widget shar
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -24,16 +24,17 @@ def test_interpolate_between_two_slices():
     np.testing.assert_array_equal(labels, before)  # input untouched
     areas = [(out[k] == 3).sum() for k in range(9)]
     assert all(a < b for a, b in zip(areas, areas[1:]))  # grows monotonically from r=4 to r=12
-    middle = out[4] == 3
-    assert _disc((32, 32), (16, 16), 7.5)[middle].all() and not (middle & ~_disc((32, 32), (16, 16), 8.5)).any()
+    middle, inner = out[4] == 3, _disc((32, 32), (16, 16), 7.5)  # halfway: radius 8
+    inner[16, 16] = False
+    assert middle[inner].all() and not (middle & ~_disc((32, 32), (16, 16), 8.5)).any()
     assert out[4, 0, 0] == 0 and out[4, 16, 16] == 2
     assert interpolate_class(labels, 3, 0, 8, overwrite=True)[4, 16, 16] == 3  # ...unless overwrite
 
 
 def test_interpolate_moves_shape_and_needs_both_ends():
     labels = np.zeros((5, 20, 40), np.uint8)
-    labels[0][_disc((20, 40), (10, 8), 3)] = 1
-    labels[4][_disc((20, 40), (10, 32), 3)] = 1
+    labels[0][_disc((20, 40), (10, 16), 6)] = 1
+    labels[4][_disc((20, 40), (10, 24), 6)] = 1  # overlapping shapes, as on nearby slices
     out = interpolate_class(labels, 1, 0, 4)
     centre_x = np.nonzero(out[2] == 1)[1].mean()
     assert centre_x == pytest.approx(20, abs=0.5)
@@ -50,13 +51,14 @@ def test_remove_small_components_per_class_and_whole_tumour():
     labels[4, 4, 4] = 3  # a 1-voxel ET speck inside the edema
     labels[15:17, 15:17, 15:17] = 1  # an 8-voxel island
     spacing = (1.0, 1.0, 2.0)  # 2 mm^3 per voxel: island 0.016 mL, speck 0.002 mL
-    out = remove_small_components(labels, 0.01, spacing)
+    out = remove_small_components(labels, 0.02, spacing)
     assert out[4, 4, 4] == 0 and not (out == 1).any() and (out == 2).sum() == 215
-    whole = remove_small_components(labels, 0.01, spacing, per_class=False)
+    whole = remove_small_components(labels, 0.02, spacing, per_class=False)
     assert whole[4, 4, 4] == 3 and not (whole == 1).any()  # the speck belongs to the big tumour
-    assert (remove_small_components(labels, 0.015, (1.0, 1.0, 1.0), per_class=False) == 1).sum() == 0
-    assert (remove_small_components(labels, 0.017, spacing, per_class=False) == 1).sum() == 0
-    assert (remove_small_components(labels, 0.015, spacing, per_class=False) == 1).sum() == 8  # spacing-aware
+    assert (whole == 2).sum() == 215
+    kept = remove_small_components(labels, 0.01, spacing)
+    np.testing.assert_array_equal(kept[10:], labels[10:])  # 0.016 mL island >= 0.01 mL: kept
+    assert not (remove_small_components(labels, 0.01, (1.0, 1.0, 1.0)) == 1).any()  # 0.008 mL at 1 mm
 
 
 def test_fill_holes_3d_per_slice_and_whole_tumour():

@@ -142,3 +142,15 @@ def test_region_mapping_and_volumes():
 
 def test_volume_ml_is_exact_for_1mm_voxels():
     assert volume_ml(9979, (1.0, 1.0, 1.0)) == 9.979
+
+
+def test_hd95_against_medpy_on_a_real_case(data_root):
+    binary = pytest.importorskip("medpy.metric.binary")
+    from napari_lightseg.io import load_labels, region_mask
+
+    folder = data_root / "other" / "TCGA-FG-6692" / "segmentations"
+    ref, _, _ = load_labels(folder / "fusion_mav.nii.gz")
+    seg, _, _ = load_labels(folder / "scan-20.nii.gz")
+    spacing = (1.0, 1.5, 0.8)  # anisotropic, to exercise the sampling
+    a, b = region_mask(seg, "WT"), region_mask(ref, "WT")
+    assert hd95(a, b, spacing) == pytest.approx(binary.hd95(a, b, voxelspacing=spacing), abs=1e-9)

@@ -1,0 +1,177 @@
+"""Unsupervised whole-tumour (and enhancing-tumour) segmentation with a simplified PCNN.
+
+``pcnn-wt`` marks the whole tumour as one class: WT voxels get internal class 2 (ED), and, when
+``enhancing`` is on, enhancing voxels inside it class 3 (ET). Method, per volume:
+
+1. brain = voxels where any sequence is non-zero; everything runs on the brain's bounding box.
+2. stimulus = hyperintensity relative to the brain: a weighted mean of robust z-scores
+   ((x - median) / IQR over the brain) of FLAIR and T2, clipped to [0, ``z_max``] and scaled
+   to [0, 1]. Tissue at or below the brain median gets S = 0 and never fires, so the network
+   only orders the bright tail, where oedema and tumour live.
+3. SPCNN with Chen et al. (2011) automatic parameters over the stimulated voxels. After the
+   synchronising pulse at n = 1, the first wave of firing (read from the signature: the first
+   n >= 2 with G[n] > 0) is the brightest cluster, i.e. the voxels above the Otsu level S',
+   pulled in by linking when their neighbours fire. That wave is the tumour candidate.
+4. cleanup: 3D opening cuts thin bridges to normal bright tissue; components lying mostly in
+   the brain's outer rim (FLAIR-bright cortex/CSF edges, skull-strip residue) or smaller than
+   ``min_component_ml`` are implausible; the largest plausible component is kept, with any
+   other one at least ``keep_fraction`` of its size (multifocal tumours); holes are filled
+   slice by slice (a dark necrotic core is tumour too).
+5. ET (optional): the same first-wave rule on the T1ce hyperintensity inside the WT.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from scipy import ndimage
+
+from ..progress import CancelCallback, ProgressCallback, check_cancel, report
+from .core import SPCNNParameters, run_spcnn
+
+DEFAULT_PARAMETERS: dict[str, Any] = {
+    "sequences": ["flair", "t2"],
+    "weights": [2.0, 1.0],
+    "z_max": 6.0,
+    "opening_radius": 1,
+    "rim_mm": 4.0,
+    "rim_fraction": 0.5,
+    "min_component_ml": 1.0,
+    "keep_fraction": 0.3,
+    "fill_holes": True,
+    "max_iterations": 12,
+    "enhancing": False,
+    "et_z_max": 8.0,
+    "spcnn": None,  # None = automatic (Chen 2011); or a dict of SPCNNParameters fields
+}
+WT_CLASS, ET_CLASS = 2, 3
+
+
+def brain_mask(images: dict[str, np.ndarray]) -> np.ndarray:
+    """Skull-stripped inputs: the brain is wherever any sequence is non-zero."""
+    mask = np.zeros(next(iter(images.values())).shape, dtype=bool)
+    for image in images.values():
+        mask |= image != 0
+    return mask
+
+
+def bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
+    """Slices of the mask's bounding box grown by ``margin`` voxels (whole array if empty)."""
+    if not mask.any():
+        return tuple(slice(0, n) for n in mask.shape)
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(i for i in range(mask.ndim) if i != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(max(int(idx[0]) - margin, 0), min(int(idx[-1]) + 1 + margin, mask.shape[axis])))
+    return tuple(box)
+
+
+def robust_z(image: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """(x - median) / IQR over the brain: insensitive to the tumour's own share of the histogram."""
+    q1, med, q3 = np.quantile(image[brain], [0.25, 0.5, 0.75])
+    return (image - np.float32(med)) / np.float32(max(q3 - q1, 1e-6))
+
+
+def hyperintensity(images: dict[str, np.ndarray], brain: np.ndarray, sequences: list[str],
+                   weights: list[float], z_max: float) -> np.ndarray:
+    """Stimulus in [0, 1]: weighted mean robust z of the sequences, clipped at 0 and z_max."""
+    present = [(s, w) for s, w in zip(sequences, weights) if s in images]
+    if not present:
+        raise ValueError(f"PCNN segmentation needs one of {', '.join(sequences)}")
+    total = sum(w for _, w in present)
+    z = sum(np.float32(w / total) * robust_z(images[s], brain) for s, w in present)
+    return (np.clip(z / np.float32(z_max), 0.0, 1.0) * brain).astype(np.float32)
+
+
+def first_wave(stimulus: np.ndarray, region: np.ndarray, spcnn: Optional[dict], max_iterations: int,
+               cancel: Optional[CancelCallback] = None) -> np.ndarray:
+    """Voxels of the first firing wave after the pulse (the brightest cluster) inside ``region``."""
+    s = stimulus * region
+    active = s > 0
+    if np.count_nonzero(active) < 2 or s[active].min() == s[active].max():
+        return np.zeros(s.shape, dtype=bool)
+    params = SPCNNParameters(**spcnn) if spcnn else SPCNNParameters.from_image(s, active)
+    result = run_spcnn(s, params, iterations=max_iterations, cancel=cancel, stop_at_first_wave=True)
+    wave = len(result.signature)
+    return result.first_fire == wave if result.signature[-1] > 0 else np.zeros(s.shape, dtype=bool)
+
+
+def _ball(radius: int) -> np.ndarray:
+    r = np.arange(-radius, radius + 1)
+    return (r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2) <= radius ** 2
+
+
+def plausible_components(candidate: np.ndarray, brain: np.ndarray, spacing: tuple[float, ...],
+                         p: dict[str, Any]) -> np.ndarray:
+    """Opening, then drop tiny and rim-hugging components; keep the largest (and near-largest)."""
+    if p["opening_radius"] > 0:
+        candidate = ndimage.binary_opening(candidate, structure=_ball(int(p["opening_radius"])))
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        return candidate
+    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.int64)
+    sizes[0] = 0
+    rim_voxels = max(int(round(p["rim_mm"] / min(spacing))), 1)
+    inner = ndimage.binary_erosion(brain, iterations=rim_voxels)
+    in_rim = np.bincount(labels[~inner].ravel(), minlength=n + 1).astype(np.int64)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    plausible = (sizes * voxel_ml >= p["min_component_ml"]) & (in_rim <= p["rim_fraction"] * sizes)
+    plausible[0] = False
+    if not plausible.any():
+        return np.zeros_like(candidate)
+    sizes = np.where(plausible, sizes, 0)
+    keep = sizes >= p["keep_fraction"] * sizes.max()
+    keep[0] = False
+    mask = keep[labels]
+    if p["fill_holes"]:
+        mask = _fill_holes_per_slice(mask)
+    return mask
+
+
+def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """2D hole filling in every axial slice at once (a 3D fill misses cores open above/below)."""
+    return ndimage.binary_fill_holes(mask, structure=ndimage.generate_binary_structure(2, 1)[None])
+
+
+def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
+                   parameters: Optional[dict[str, Any]] = None, progress: Optional[ProgressCallback] = None,
+                   cancel: Optional[CancelCallback] = None) -> np.ndarray:
+    """``segment`` on bare display-ordered arrays (no Study needed; used by tests and detection)."""
+    p = {**DEFAULT_PARAMETERS, **(parameters or {})}
+    unknown = set(p) - set(DEFAULT_PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown PCNN parameters: {', '.join(sorted(unknown))}")
+    shape = next(iter(images.values())).shape
+    out = np.zeros(shape, dtype=np.uint8)
+    report(progress, 0.0, "PCNN: brain mask")
+    brain_full = brain_mask(images)
+    if not brain_full.any():
+        return out
+    box = bounding_box(brain_full)
+    brain = brain_full[box]
+    crop = {k: v[box] for k, v in images.items()}
+    check_cancel(cancel)
+    report(progress, 0.1, "PCNN: hyperintensity")
+    stimulus = hyperintensity(crop, brain, list(p["sequences"]), list(p["weights"]), float(p["z_max"]))
+    report(progress, 0.3, "PCNN: firing")
+    candidate = first_wave(stimulus, brain, p["spcnn"], int(p["max_iterations"]), cancel)
+    check_cancel(cancel)
+    report(progress, 0.6, "PCNN: cleanup")
+    wt = plausible_components(candidate, brain, spacing, p) & brain
+    labels = np.where(wt, np.uint8(WT_CLASS), np.uint8(0))
+    if p["enhancing"] and "t1ce" in crop and wt.any():
+        check_cancel(cancel)
+        report(progress, 0.8, "PCNN: enhancing tumour")
+        et_stimulus = hyperintensity(crop, brain, ["t1ce"], [1.0], float(p["et_z_max"]))
+        et = first_wave(et_stimulus, wt, None, int(p["max_iterations"]), cancel)
+        labels[et & wt] = ET_CLASS
+    out[box] = labels
+    report(progress, 1.0, "PCNN: done")
+    return out
+
+
+def segment(study, parameters: Optional[dict[str, Any]] = None, progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelCallback] = None) -> np.ndarray:
+    """Segment a loaded ``Study``: uint8 internal classes (2 = whole tumour, 3 = ET) in display order."""
+    return segment_images(study.images, study.geometry.spacing, parameters, progress, cancel)

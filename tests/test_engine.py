@@ -1,0 +1,88 @@
+"""Engine and backends on a tiny ONNX model and, when present, on shipped models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_lightseg import engine
+from napari_lightseg.backends import available_backends, backend_choices, parse_backend
+from napari_lightseg.models import list_cards
+from napari_lightseg.progress import Cancelled
+
+from helpers import blob_study, tiny_onnx_card
+
+pytest.importorskip("onnx")
+
+
+@pytest.fixture
+def tiny_card(tmp_path):
+    return tiny_onnx_card(tmp_path)
+
+
+def test_engine_runs_tiny_model(tiny_card):
+    study = blob_study()
+    seen = []
+    result = engine.run(study, tiny_card, progress=lambda f, m: seen.append(f))
+    assert result.labels.shape == study.shape and result.labels.dtype == np.uint8
+    assert set(np.unique(result.labels)) <= {0, 1, 2, 3}
+    assert result.labels[study.labels == 2].mean() > 0  # the bright FLAIR blob is found
+    assert result.backend == "onnxruntime" and result.provider == "CPUExecutionProvider"
+    assert set(result.timings_s) == {"load", "preprocess", "inference", "postprocess", "total"}
+    assert set(result.volumes_ml) == {"NCR", "ED", "ET", "WT", "TC"}
+    assert result.detections and result.detections[0].volume_ml > 0
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+
+
+def test_outside_brain_is_background(tiny_card):
+    study = blob_study()
+    result = engine.run(study, tiny_card)
+    assert not result.labels[study.images["flair"] == 0].any()
+
+
+def test_unavailable_provider_falls_back_to_cpu(tiny_card):
+    result = engine.run(blob_study(), tiny_card, "onnxruntime:NoSuchExecutionProvider")
+    assert result.provider == "CPUExecutionProvider"
+    assert any("fell back" in note for note in result.notes)
+
+
+def test_cancel_stops_the_run(tiny_card):
+    with pytest.raises(Cancelled):
+        engine.run(blob_study(), tiny_card, cancel=lambda: True)
+
+
+def test_missing_sequence_is_a_clear_error(tiny_card):
+    study = blob_study()
+    del study.images["t1ce"]
+    with pytest.raises(ValueError, match="t1ce"):
+        engine.run(study, tiny_card)
+
+
+def test_backend_registry(tiny_card):
+    assert parse_backend(None, tiny_card) == ("onnxruntime", None)
+    assert parse_backend("onnxruntime:CPUExecutionProvider", tiny_card) == ("onnxruntime", "CPUExecutionProvider")
+    assert "onnxruntime:CPUExecutionProvider" in backend_choices(tiny_card)
+    assert "numpy" not in available_backends(tiny_card)
+
+
+def test_small_components_are_dropped():
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:10, 2:10, 2:10] = 2
+    labels[15, 15, 15] = 1
+    out = engine.drop_small_components(labels, (1.0, 1.0, 1.0), min_ml=0.01)
+    assert out[15, 15, 15] == 0 and (out[2:10, 2:10, 2:10] == 2).all()
+    dets = engine.find_components(out, (1.0, 1.0, 1.0))
+    assert len(dets) == 1 and dets[0].box == ((2, 2, 2), (9, 9, 9)) and dets[0].volume_ml == pytest.approx(0.512)
+
+
+CNN_CARDS = [c for c in list_cards() if c.kind == "cnn"]
+
+
+@pytest.mark.skipif(not CNN_CARDS, reason="no shipped CNN models")
+@pytest.mark.parametrize("card", CNN_CARDS, ids=lambda c: c.name)
+def test_shipped_model_on_sample(card):
+    from napari_lightseg._sample_data import make_sample_study
+
+    study = make_sample_study(0)
+    result = engine.run(study, card, threads=2)
+    assert result.labels.shape == study.shape
+    assert result.volumes_ml["WT"] > 0.0

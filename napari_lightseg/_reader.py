@@ -21,7 +21,7 @@ def get_reader(path: str | list[str]):
     try:
         if len(paths) == 1 and paths[0].is_dir():
             return read_study if any(is_nifti(f) for f in paths[0].iterdir()) else None
-        if all(is_nifti(p) and p.is_file() for p in paths):
+        if paths and all(is_nifti(p) and p.is_file() for p in paths):
             return read_study
     except OSError:
         return None

@@ -14,7 +14,7 @@ Four sequences are mixed from per-tissue intensities (CSF, GM, WM and the three 
 with a smooth multiplicative bias field and Gaussian noise, rounded to integers and zero outside
 the brain. A glioma is placed in the deep white matter of one hemisphere at a seed-dependent spot:
 nested, noise-perturbed, randomly rotated ellipsoids give a necrotic core (NCR), an enhancing rim
-(ET) and surrounding edema (ED) that spreads through the brain. Deterministic per seed.
+(ET) and surrounding edema (ED) that spreads through white matter, within that hemisphere. Deterministic per seed.
 """
 from __future__ import annotations
 
@@ -127,6 +127,8 @@ def _glioma(rng: np.random.Generator, brain: np.ndarray, wm: np.ndarray) -> np.n
     local[core] = 3
     local[core & necrosis] = 1
     local[~brain[region]] = 0
+    other_side = hemisphere * (np.arange(lo[2], hi[2]) - _MIDLINE_L) < 2  # the falx stops the spread
+    local[:, :, other_side] = 0
     labels = np.zeros(brain.shape, dtype=np.uint8)
     labels[region] = local
     return labels

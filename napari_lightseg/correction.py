@@ -102,6 +102,12 @@ def interpolate_class(labels: np.ndarray, label: int, first: int, last: int,
     return out
 
 
+def _tumour_box(labels: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of all tumour voxels (the whole array if none): components never leave it."""
+    found = ndimage.find_objects((labels > 0).astype(np.uint8))
+    return found[0] if found else (slice(None),) * labels.ndim
+
+
 def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     """Component ids (0 = outside) and the voxel count of each id."""
     structure = ndimage.generate_binary_structure(mask.ndim, connectivity)
@@ -117,13 +123,14 @@ def remove_small_components(labels: np.ndarray, min_ml: float, spacing: tuple[fl
     otherwise components of the whole tumour (only islands apart from the tumour go).
     """
     out = np.array(labels, copy=True)
+    view = out[_tumour_box(out)]
     min_voxels = float(min_ml) / voxel_ml(spacing)
-    masks = [out == c for c in CLASS_NAMES] if per_class else [out > 0]
+    masks = [view == c for c in CLASS_NAMES] if per_class else [view > 0]
     for mask in masks:
         ids, sizes = _components(mask, connectivity)
         small = sizes < min_voxels
         small[0] = False
-        out[small[ids]] = 0
+        view[small[ids]] = 0
     return out
 
 
@@ -182,9 +189,10 @@ def shrink_class(labels: np.ndarray, label: int, voxels: int = 1) -> np.ndarray:
 def keep_largest_component(labels: np.ndarray, connectivity: int = _FULL) -> np.ndarray:
     """Keep the largest connected component of the whole tumour (all classes in it); clear the rest."""
     out = np.array(labels, copy=True)
-    ids, sizes = _components(out > 0, connectivity)
+    view = out[_tumour_box(out)]
+    ids, sizes = _components(view > 0, connectivity)
     if sizes.size <= 2:  # no tumour, or a single component
         return out
     sizes[0] = 0
-    out[(ids != int(np.argmax(sizes))) & (ids > 0)] = 0
+    view[(ids != int(np.argmax(sizes))) & (ids > 0)] = 0
     return out

@@ -43,10 +43,11 @@ def validate(model: torch.nn.Module, cases: list[tuple[np.ndarray, np.ndarray]])
     return {f"dice_{r}": float(np.mean([s[f"dice_{r}"] for s in scores])) for r in ("WT", "TC", "ET")}
 
 
-def lr_at(step: int, steps: int, base: float, warmup: int = 100) -> float:
+def lr_at(progress: float, step: int, base: float, warmup: int = 100) -> float:
+    """Linear warm-up, then cosine decay over ``progress`` (0..1 of the run's steps or time budget)."""
     if step < warmup:
         return base * (step + 1) / warmup
-    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def train(
@@ -86,20 +87,26 @@ def train(
     config = dict(arch=arch, norm=norm, steps=steps, batch=batch, patch=patch, lr=lr, seed=seed, params=count_params(model))
     (out / "config.json").write_text(json.dumps(config, indent=2))
     started, running, last = time.time(), [], {}
+
+    def progress() -> float:
+        """Fraction of the run done, by steps or by the time budget (so a time-capped run still anneals)."""
+        by_time = (time.time() - started) / (max_minutes * 60) if max_minutes else 0.0
+        return max(step / steps, by_time)
+
     while step < steps:
         model.train()
         x, y = sampler.batch(batch)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
+            group["lr"] = lr_at(progress(), step, lr)
         loss = dice_ce_loss(model(x.to(device)), y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         running.append(loss.item())
         step += 1
-        out_of_time = max_minutes is not None and time.time() - started > max_minutes * 60
+        out_of_time = progress() >= 1.0
         if step % val_every == 0 or step == steps or out_of_time:
-            last = {"step": step, "loss": float(np.mean(running)), "lr": lr_at(step, steps, lr),
+            last = {"step": step, "loss": float(np.mean(running)), "lr": lr_at(progress(), step, lr),
                     "minutes": (time.time() - started) / 60, **(validate(model, val_cases) if val_cases else {})}
             running = []
             with open(out / "log.jsonl", "a") as f:

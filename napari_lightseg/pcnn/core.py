@@ -113,11 +113,12 @@ def _as_stack(stimulus: np.ndarray) -> np.ndarray:
     return s
 
 
-def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback], stop_at_first_wave: bool) -> PCNNResult:
+def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback], stop_after_wave: Optional[int]) -> PCNNResult:
     """Shared loop: ``step(linking) -> fired``; collects first firing and the signature.
 
-    ``stop_at_first_wave`` ends the run after the first iteration n >= 2 in which anything fired
-    (the signature is then shorter than ``iterations``): the segmentation only needs that wave.
+    ``stop_after_wave`` = k ends the run after the first iteration n >= 2 in which at least k
+    neurons fired (the signature is then shorter than ``iterations``): segmentation only needs
+    that first wave.
     """
     first = np.zeros(s.shape, dtype=np.int16)
     signature = np.zeros(iterations, dtype=np.int64)
@@ -132,13 +133,13 @@ def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback],
         if n >= 2:
             first[fired & (first == 0)] = n
         y = fired.astype(np.float32)
-        if stop_at_first_wave and n >= 2 and signature[n - 1] > 0:
+        if stop_after_wave is not None and n >= 2 and signature[n - 1] >= max(stop_after_wave, 1):
             return PCNNResult(first, signature[:n])
     return PCNNResult(first, signature)
 
 
 def run_spcnn(stimulus: np.ndarray, params: SPCNNParameters, iterations: int = 12,
-              cancel: Optional[CancelCallback] = None, stop_at_first_wave: bool = False) -> PCNNResult:
+              cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None) -> PCNNResult:
     """Simplified PCNN: U[n] = e^-af U[n-1] + S (1 + beta V_L (W*Y[n-1])), Y[n] = U[n] > E[n-1],
     E[n] = e^-ae E[n-1] + V_E Y[n]. ``stimulus`` is a 2D image or a (Z, Y, X) stack in [0, 1]."""
     s = _as_stack(stimulus)
@@ -154,11 +155,11 @@ def run_spcnn(stimulus: np.ndarray, params: SPCNNParameters, iterations: int = 1
         e[...] = decay_e * e + v_e * fired
         return fired
 
-    return _run(s, step, iterations, cancel, stop_at_first_wave)
+    return _run(s, step, iterations, cancel, stop_after_wave)
 
 
 def run_pcnn(stimulus: np.ndarray, params: PCNNParameters = PCNNParameters(), iterations: int = 12,
-             cancel: Optional[CancelCallback] = None, stop_at_first_wave: bool = False) -> PCNNResult:
+             cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None) -> PCNNResult:
     """Classical PCNN: F[n] = e^-aF F[n-1] + V_F (W*Y) + S, L[n] = e^-aL L[n-1] + V_L (W*Y),
     U = F (1 + beta L), Y[n] = U[n] > E[n-1], E[n] = e^-aE E[n-1] + V_E Y[n]."""
     s = _as_stack(stimulus)
@@ -174,4 +175,4 @@ def run_pcnn(stimulus: np.ndarray, params: PCNNParameters = PCNNParameters(), it
         e[...] = de * e + np.float32(params.v_e) * fired
         return fired
 
-    return _run(s, step, iterations, cancel, stop_at_first_wave)
+    return _run(s, step, iterations, cancel, stop_after_wave)

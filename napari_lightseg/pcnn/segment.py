@@ -85,16 +85,22 @@ def hyperintensity(images: dict[str, np.ndarray], brain: np.ndarray, sequences: 
 
 
 def first_wave(stimulus: np.ndarray, region: np.ndarray, spcnn: Optional[dict], max_iterations: int,
-               cancel: Optional[CancelCallback] = None) -> np.ndarray:
-    """Voxels of the first firing wave after the pulse (the brightest cluster) inside ``region``."""
+               min_wave_fraction: float = 1e-3, cancel: Optional[CancelCallback] = None) -> np.ndarray:
+    """Voxels that fired by the first wave after the pulse (the brightest cluster) inside ``region``.
+
+    A wave is an iteration where at least ``min_wave_fraction`` of the stimulated neurons fire:
+    Chen's V_E puts the brightest neurons exactly at U[2] = V_E, so float rounding lets a few
+    stray neurons on a clipped plateau fire at n = 2; they are not the cluster's wave.
+    """
     s = stimulus * region
     active = s > 0
-    if np.count_nonzero(active) < 2 or s[active].min() == s[active].max():
+    count = int(np.count_nonzero(active))
+    if count < 2 or s[active].min() == s[active].max():
         return np.zeros(s.shape, dtype=bool)
     params = SPCNNParameters(**spcnn) if spcnn else SPCNNParameters.from_image(s, active)
-    result = run_spcnn(s, params, iterations=max_iterations, cancel=cancel, stop_at_first_wave=True)
-    wave = len(result.signature)
-    return result.first_fire == wave if result.signature[-1] > 0 else np.zeros(s.shape, dtype=bool)
+    result = run_spcnn(s, params, iterations=max_iterations, cancel=cancel,
+                       stop_after_wave=int(np.ceil(min_wave_fraction * count)))
+    return result.first_fire > 0
 
 
 def _ball(radius: int) -> np.ndarray:
@@ -155,7 +161,7 @@ def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (
     report(progress, 0.1, "PCNN: hyperintensity")
     stimulus = hyperintensity(crop, brain, list(p["sequences"]), list(p["weights"]), float(p["z_max"]))
     report(progress, 0.3, "PCNN: firing")
-    candidate = first_wave(stimulus, brain, p["spcnn"], int(p["max_iterations"]), cancel)
+    candidate = first_wave(stimulus, brain, p["spcnn"], int(p["max_iterations"]), cancel=cancel)
     check_cancel(cancel)
     report(progress, 0.6, "PCNN: cleanup")
     wt = plausible_components(candidate, brain, spacing, p) & brain
@@ -164,7 +170,7 @@ def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (
         check_cancel(cancel)
         report(progress, 0.8, "PCNN: enhancing tumour")
         et_stimulus = hyperintensity(crop, brain, ["t1ce"], [1.0], float(p["et_z_max"]))
-        et = first_wave(et_stimulus, wt, None, int(p["max_iterations"]), cancel)
+        et = first_wave(et_stimulus, wt, None, int(p["max_iterations"]), cancel=cancel)
         labels[et & wt] = ET_CLASS
     out[box] = labels
     report(progress, 1.0, "PCNN: done")

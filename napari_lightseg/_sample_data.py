@@ -14,7 +14,8 @@ Four sequences are mixed from per-tissue intensities (CSF, GM, WM and the three 
 with a smooth multiplicative bias field and Gaussian noise, rounded to integers and zero outside
 the brain. A glioma is placed in the deep white matter of one hemisphere at a seed-dependent spot:
 nested, noise-perturbed, randomly rotated ellipsoids give a necrotic core (NCR), an enhancing rim
-(ET) and surrounding edema (ED) that spreads through white matter, within that hemisphere. Deterministic per seed.
+(ET) and surrounding edema (ED) that spreads along white matter within that hemisphere.
+Deterministic per seed; about 1 s on one CPU core (the template is read once per process).
 """
 from __future__ import annotations
 

@@ -106,3 +106,22 @@ def disagreement(segmentations: Sequence[np.ndarray]) -> np.ndarray:
             agreeing += s == value
         np.maximum(largest_group, agreeing, out=largest_group)
     return (len(stack) - largest_group).astype(np.uint8)
+
+
+def run_names(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Layer names for (model, backend) runs: the model's name, plus the backend where a model runs twice."""
+    counts: dict[str, int] = {}
+    for model, _ in pairs:
+        counts[model] = counts.get(model, 0) + 1
+    return [model if counts[model] == 1 else f"{model} ({backend or 'default'})" for model, backend in pairs]
+
+
+def interleave_for_grid(masks: Sequence[str], helper_of: Mapping[str, str]) -> list[str]:
+    """Bottom-to-top layer order for napari's grid with stride 2: each mask right above its own image copy.
+
+    napari 0.9 groups layers ``index // stride`` into viewboxes, so pairs must start at index 0.
+    """
+    order: list[str] = []
+    for mask in dict.fromkeys(masks):  # first occurrence only
+        order += [helper_of[mask], mask]
+    return order

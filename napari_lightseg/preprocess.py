@@ -28,9 +28,12 @@ class Crop:
         return (self.z, self.y, self.x)
 
 
-def brain_mask(volume: np.ndarray) -> np.ndarray:
+def brain_mask(volume: np.ndarray | list[np.ndarray]) -> np.ndarray:
     """Voxels where any sequence is non-zero (BraTS data are skull-stripped)."""
-    return np.any(volume != 0, axis=0)
+    mask = np.zeros(volume[0].shape, dtype=bool)
+    for channel in volume:
+        mask |= channel != 0
+    return mask
 
 
 def brain_crop(mask: np.ndarray, margin: int = 2) -> Crop:
@@ -55,10 +58,10 @@ def brain_crop(mask: np.ndarray, margin: int = 2) -> Crop:
     return Crop(*bounds, shape=shape)
 
 
-def normalize(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def normalize(volume: np.ndarray | list[np.ndarray], mask: np.ndarray) -> np.ndarray:
     """Per-sequence z-score inside the brain, clipped; zero outside the brain."""
-    out = np.zeros(volume.shape, dtype=np.float32)
-    for c in range(volume.shape[0]):
+    out = np.zeros((len(volume), *mask.shape), dtype=np.float32)
+    for c in range(len(volume)):
         values = volume[c][mask]
         if values.size == 0:
             continue
@@ -67,11 +70,12 @@ def normalize(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare(volume: np.ndarray) -> tuple[np.ndarray, Crop]:
-    """Crop to the brain and normalize; returns (C, z, y, x) float32 with Y/X padded to PAD_MULTIPLE."""
+def prepare(volume: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, Crop]:
+    """Crop to the brain and normalize (C, Z, Y, X) data, an array or a list of volumes (no stacking
+    copy); returns (C, z, y, x) float32 with Y/X padded to PAD_MULTIPLE, and the crop."""
     mask = brain_mask(volume)
     crop = brain_crop(mask)
-    cropped = normalize(volume[(slice(None), *crop.slices)], mask[crop.slices])
+    cropped = normalize([channel[crop.slices] for channel in volume], mask[crop.slices])
     return pad_to_multiple(cropped), crop
 
 

@@ -188,6 +188,7 @@ class SegmentWidget(QWidget):
         if result.detections:
             bdata, bkwargs, _ = boxes_layer([d.box for d in result.detections], result.geometry, f"{name} boxes")
             _add_or_replace(self.viewer, bdata, bkwargs, "shapes")
+            self.viewer.dims.set_current_step(0, int(round(result.detections[0].centroid[0])))  # largest lesion
         t = result.timings_s
         v = result.volumes_ml
         self.runs.append({"model": result.model, "backend": result.backend, "provider": result.provider,

@@ -83,24 +83,30 @@ class SPCNNParameters:
 @dataclass
 class PCNNResult:
     """first_fire: int16, iteration of the first firing after the n = 1 pulse (0 = never);
-    signature: G[n] = number of neurons firing at iteration n (index 0 is n = 1)."""
+    signature: G[n] = number of neurons firing at iteration n (index 0 is n = 1);
+    pulses: every Y[n] (bool, iteration first) when asked for, so any window's signature
+    can be read off one run."""
 
     first_fire: np.ndarray
     signature: np.ndarray
+    pulses: Optional[np.ndarray] = None
 
 
 def linking_input(y: np.ndarray, out: np.ndarray, pad: np.ndarray) -> np.ndarray:
-    """``W`` correlated with each slice of ``y`` (zero outside), as eight shifted adds."""
+    """Twice ``W`` correlated with each slice of the uint8 pulses ``y`` (zero outside).
+
+    Integer weights 2 (edge) and 1 (diagonal) keep the eight shifted adds in uint8 (at most 12),
+    a quarter of the memory traffic of float32; callers scale by 1/2.
+    """
     pad[:, 1:-1, 1:-1] = y
-    ny, nx = y.shape[1], y.shape[2]
-    out[...] = pad[:, :-2, 1:-1]
-    out += pad[:, 2:, 1:-1]
+    np.add(pad[:, :-2, 1:-1], pad[:, 2:, 1:-1], out=out)
     out += pad[:, 1:-1, :-2]
     out += pad[:, 1:-1, 2:]
-    diag = pad[:, :-2, :-2] + pad[:, :-2, 2:ny + 2]
-    diag += pad[:, 2:, :-2]
-    diag += pad[:, 2:, 2:nx + 2]
-    out += 0.5 * diag
+    out += out
+    out += pad[:, :-2, :-2]
+    out += pad[:, :-2, 2:]
+    out += pad[:, 2:, :-2]
+    out += pad[:, 2:, 2:]
     return out
 
 
@@ -113,8 +119,9 @@ def _as_stack(stimulus: np.ndarray) -> np.ndarray:
     return s
 
 
-def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback], stop_after_wave: Optional[int]) -> PCNNResult:
-    """Shared loop: ``step(linking) -> fired``; collects first firing and the signature.
+def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback], stop_after_wave: Optional[int],
+         keep_pulses: bool = False) -> PCNNResult:
+    """Shared loop: ``step(linking) -> fired`` (linking = 2 x W*Y); collects first firing and the signature.
 
     ``stop_after_wave`` = k ends the run after the first iteration n >= 2 in which at least k
     neurons fired (the signature is then shorter than ``iterations``): segmentation only needs
@@ -122,31 +129,34 @@ def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback],
     """
     first = np.zeros(s.shape, dtype=np.int16)
     signature = np.zeros(iterations, dtype=np.int64)
-    y = np.zeros(s.shape, dtype=np.float32)
+    y = np.zeros(s.shape, dtype=np.uint8)
     link = np.empty_like(y)
-    pad = np.zeros((s.shape[0], s.shape[1] + 2, s.shape[2] + 2), dtype=np.float32)
+    pad = np.zeros((s.shape[0], s.shape[1] + 2, s.shape[2] + 2), dtype=np.uint8)
+    pulses = np.zeros((iterations,) + s.shape, dtype=bool) if keep_pulses else None
     for n in range(1, iterations + 1):
         check_cancel(cancel)
         linking_input(y, link, pad)
         fired = step(link)
         signature[n - 1] = int(np.count_nonzero(fired))
+        if pulses is not None:
+            pulses[n - 1] = fired
         if n >= 2:
             first[fired & (first == 0)] = n
-        y = fired.astype(np.float32)
+        y = fired.view(np.uint8)
         if stop_after_wave is not None and n >= 2 and signature[n - 1] >= max(stop_after_wave, 1):
-            return PCNNResult(first, signature[:n])
-    return PCNNResult(first, signature)
+            return PCNNResult(first, signature[:n], None if pulses is None else pulses[:n])
+    return PCNNResult(first, signature, pulses)
 
 
 def run_spcnn(stimulus: np.ndarray, params: SPCNNParameters, iterations: int = 12,
-              cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None) -> PCNNResult:
+              cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None, keep_pulses: bool = False) -> PCNNResult:
     """Simplified PCNN: U[n] = e^-af U[n-1] + S (1 + beta V_L (W*Y[n-1])), Y[n] = U[n] > E[n-1],
     E[n] = e^-ae E[n-1] + V_E Y[n]. ``stimulus`` is a 2D image or a (Z, Y, X) stack in [0, 1]."""
     s = _as_stack(stimulus)
     u = np.zeros_like(s)
     e = np.zeros_like(s)
     decay_u, decay_e = np.float32(np.exp(-params.alpha_f)), np.float32(np.exp(-params.alpha_e))
-    gain = np.float32(params.beta * params.v_l)
+    gain = np.float32(0.5 * params.beta * params.v_l)  # linking arrives doubled
     v_e = np.float32(params.v_e)
 
     def step(link: np.ndarray) -> np.ndarray:
@@ -155,11 +165,11 @@ def run_spcnn(stimulus: np.ndarray, params: SPCNNParameters, iterations: int = 1
         e[...] = decay_e * e + v_e * fired
         return fired
 
-    return _run(s, step, iterations, cancel, stop_after_wave)
+    return _run(s, step, iterations, cancel, stop_after_wave, keep_pulses)
 
 
 def run_pcnn(stimulus: np.ndarray, params: PCNNParameters = PCNNParameters(), iterations: int = 12,
-             cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None) -> PCNNResult:
+             cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None, keep_pulses: bool = False) -> PCNNResult:
     """Classical PCNN: F[n] = e^-aF F[n-1] + V_F (W*Y) + S, L[n] = e^-aL L[n-1] + V_L (W*Y),
     U = F (1 + beta L), Y[n] = U[n] > E[n-1], E[n] = e^-aE E[n-1] + V_E Y[n]."""
     s = _as_stack(stimulus)
@@ -169,10 +179,10 @@ def run_pcnn(stimulus: np.ndarray, params: PCNNParameters = PCNNParameters(), it
     df, dl, de = (np.float32(np.exp(-a)) for a in (params.alpha_f, params.alpha_l, params.alpha_e))
 
     def step(link: np.ndarray) -> np.ndarray:
-        f[...] = df * f + np.float32(params.v_f) * link + s
-        lk[...] = dl * lk + np.float32(params.v_l) * link
+        f[...] = df * f + np.float32(0.5 * params.v_f) * link + s
+        lk[...] = dl * lk + np.float32(0.5 * params.v_l) * link
         fired = f * (1.0 + np.float32(params.beta) * lk) > e
         e[...] = de * e + np.float32(params.v_e) * fired
         return fired
 
-    return _run(s, step, iterations, cancel, stop_after_wave)
+    return _run(s, step, iterations, cancel, stop_after_wave, keep_pulses)

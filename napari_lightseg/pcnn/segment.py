@@ -39,6 +39,8 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "min_component_ml": 1.0,
     "keep_fraction": 0.3,
     "fill_holes": True,
+    "grow_steps": 3,
+    "grow_level": 0.5,
     "max_iterations": 12,
     "enhancing": False,
     "et_z_max": 8.0,
@@ -118,8 +120,10 @@ def plausible_components(candidate: np.ndarray, brain: np.ndarray, spacing: tupl
         return candidate
     sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.int64)
     sizes[0] = 0
-    rim_voxels = max(int(round(p["rim_mm"] / min(spacing))), 1)
-    inner = ndimage.binary_erosion(brain, iterations=rim_voxels)
+    # the rim: brain voxels within rim_mm of the outside (in-plane and through-plane), by a
+    # separable box erosion, which is much cheaper than an iterated or ball-shaped one
+    size = tuple(2 * max(int(round(p["rim_mm"] / d)), 1) + 1 for d in spacing)
+    inner = ndimage.minimum_filter(brain, size=size, mode="constant", cval=0)
     in_rim = np.bincount(labels[~inner].ravel(), minlength=n + 1).astype(np.int64)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     plausible = (sizes * voxel_ml >= p["min_component_ml"]) & (in_rim <= p["rim_fraction"] * sizes)
@@ -129,15 +133,28 @@ def plausible_components(candidate: np.ndarray, brain: np.ndarray, spacing: tupl
     sizes = np.where(plausible, sizes, 0)
     keep = sizes >= p["keep_fraction"] * sizes.max()
     keep[0] = False
-    mask = keep[labels]
-    if p["fill_holes"]:
-        mask = _fill_holes_per_slice(mask)
-    return mask
+    return keep[labels]
 
 
-def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """2D hole filling in every axial slice at once (a 3D fill misses cores open above/below)."""
-    return ndimage.binary_fill_holes(mask, structure=ndimage.generate_binary_structure(2, 1)[None])
+    if not mask.any():
+        return mask
+    box = bounding_box(mask)
+    out = mask.copy()
+    out[box] = ndimage.binary_fill_holes(mask[box], structure=ndimage.generate_binary_structure(2, 1)[None])
+    return out
+
+
+def grow(mask: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
+    """Hysteresis: extend the mask by up to ``steps`` voxels through ``allowed`` voxels (the
+    oedema fringe that is bright, but less so than the first wave)."""
+    if steps <= 0 or not mask.any():
+        return mask
+    box = bounding_box(mask, margin=steps)
+    out = mask.copy()
+    out[box] = ndimage.binary_dilation(mask[box], iterations=steps, mask=allowed[box] | mask[box])
+    return out
 
 
 def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
@@ -165,6 +182,11 @@ def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (
     check_cancel(cancel)
     report(progress, 0.6, "PCNN: cleanup")
     wt = plausible_components(candidate, brain, spacing, p) & brain
+    if wt.any() and p["grow_steps"] > 0:
+        level = float(stimulus[candidate].min()) * float(p["grow_level"])
+        wt = grow(wt, (stimulus >= level) & brain, int(p["grow_steps"]))
+    if p["fill_holes"]:
+        wt = fill_holes_per_slice(wt) & brain
     labels = np.where(wt, np.uint8(WT_CLASS), np.uint8(0))
     if p["enhancing"] and "t1ce" in crop and wt.any():
         check_cancel(cancel)

@@ -1,0 +1,73 @@
+"""Speed and accuracy of every shipped CNN on this machine: prints a Markdown table.
+
+For each card: params, GFLOPs per 240x240 slice, file size, seconds per full volume (inference on
+the brain-cropped slices of a real 4x240x240x155 case) in PyTorch eager FP32 (FP32 models, when
+torch + src_models are importable), ONNX Runtime FP32 and INT8, and the card's validation Dice.
+Then the end-to-end wall time of ``lightseg segment`` (process start to NIfTI written).
+
+    python benchmarks/bench_models.py [--case DIR] [--repeats 3] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_lightseg import engine
+from napari_lightseg.backends import available_backends
+from napari_lightseg.io import load_study
+from napari_lightseg.models import list_cards
+
+DATA = Path(os.environ.get("LIGHTSEG_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+DEFAULT_CASE = DATA / "brats18" / "Brats18_TCIA02_606_1"
+
+
+def best_inference(study, card, backend: str, threads: int, repeats: int) -> float:
+    engine.run(study, card, backend, threads=threads)  # warm-up: session creation, caches
+    return min(engine.run(study, card, backend, threads=threads).timings_s["inference"] for _ in range(repeats))
+
+
+def cli_seconds(case: Path, model: str, threads: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "napari_lightseg.cli", "segment", str(case), "--model", model,
+                        "--threads", str(threads), "--out", f"{tmp}/seg.nii.gz"], check=True, capture_output=True)
+        return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", type=Path, default=DEFAULT_CASE)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    study = load_study(args.case, with_labels=False)
+    torch_ok = available_backends().get("torch", (False, ""))[0]
+    cards = [c for c in list_cards() if c.kind == "cnn"]
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads={args.threads}; "
+          f"case {args.case.name} ({'x'.join(map(str, study.shape))}); best of {args.repeats}\n")
+    print("| model | params | GFLOPs/slice | file MB | PyTorch FP32 s | ORT s | val Dice WT/TC/ET |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for card in cards:
+        torch_s = "—"
+        if torch_ok and card.precision == "fp32":
+            torch_s = f"{best_inference(study, card, 'torch', args.threads, 1):.2f}"
+        ort_s = best_inference(study, card, "onnxruntime", args.threads, args.repeats)
+        v = card.validation
+        print(f"| {card.name} | {card.params:,} | {card.flops_per_slice / 1e9:.2f} | {card.file_mb:.2f} | {torch_s} | "
+              f"{ort_s:.2f} | {v['dice_WT']:.3f}/{v['dice_TC']:.3f}/{v['dice_ET']:.3f} |", flush=True)
+    print("\n| model | `lightseg segment` wall s (start to NIfTI written) |")
+    print("|---|---:|")
+    for card in cards:
+        print(f"| {card.name} | {min(cli_seconds(args.case, card.name, args.threads) for _ in range(2)):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""Dock widget: run several models on the open study, load other masks, and compare them with a
+reference (Dice / HD95 / volumes, disagreement map, side-by-side grid). A thin view over
+``engine.run`` and ``compare``; the slow parts run in workers that never touch widgets."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import napari
+import numpy as np
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                            QLabel, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QTableWidget,
+                            QTableWidgetItem, QVBoxLayout, QWidget)
+
+from .. import engine
+from ..backends import backend_choices
+from ..compare import COLUMNS, compare_labels, disagreement, interleave_for_grid, run_names, segmentation_name, write_csv
+from ..io import SEQUENCE_TITLES, StudyError, load_labels
+from ..layers import METADATA_KEY, labels_layer, lightseg_metadata, sequence_layers, spatial_kwargs, study_from_layers
+from ..models import ModelCard, list_cards
+from ..progress import Cancelled
+from .segment_widget import _add_or_replace
+
+DISAGREEMENT = "disagreement"
+RUN_TIME = "run_s"
+TABLE_COLUMNS = (*COLUMNS, RUN_TIME)
+HEADERS = (*COLUMNS, "run time (s)")
+HELPER_ROLE = "side_by_side"
+
+
+class _ProgressRelay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+
+    progressed = Signal(float, str)
+
+
+def _run_models(study, jobs: list[tuple[ModelCard, str]], progress: Callable[[float, str], None],
+                cancel: Callable[[], bool]) -> Iterator[engine.Result]:
+    """Run the models one after another (one worker, so they never compete for the CPU)."""
+    for i, (card, backend) in enumerate(jobs):
+        def step(fraction: float, message: str, i: int = i) -> None:
+            progress((i + fraction) / len(jobs), f"{i + 1}/{len(jobs)} {message}")
+
+        yield engine.run(study, card, backend or None, progress=step, cancel=cancel)
+
+
+def _compare(reference_name: str, reference: np.ndarray, masks: dict[str, np.ndarray], spacing: tuple[float, ...],
+             extra: dict[str, dict]) -> tuple[list[dict], np.ndarray]:
+    rows = compare_labels(reference, masks, spacing, reference_name, extra)
+    return rows, disagreement([reference, *masks.values()])
+
+
+def _cell(column: str, value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return f"{value:.3f}" if column.startswith("dice") else f"{value:.2f}"
+
+
+class CompareWidget(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.cards: dict[str, ModelCard] = {c.name: c for c in list_cards()}
+        self.run_times: dict[str, float] = {}  # layer name -> total run time of a model run from this widget
+        self.rows: list[dict] = []
+        self._cancel = threading.Event()
+        self._worker = None
+        self._saved_view: tuple[list[str], dict[str, bool]] | None = None
+        self._relay = _ProgressRelay()
+        self._relay.progressed.connect(self._on_progress)
+
+        layout = QVBoxLayout(self)
+        runs = QGroupBox("Models to run on the open study")
+        runs_layout = QVBoxLayout(runs)
+        pick = QFormLayout()
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(list(self.cards))
+        self.backend_combo = QComboBox()
+        pick.addRow("Model", self.model_combo)
+        pick.addRow("Backend", self.backend_combo)
+        runs_layout.addLayout(pick)
+        row = QHBoxLayout()
+        self.add_button, self.remove_button = QPushButton("Add"), QPushButton("Remove")
+        row.addWidget(self.add_button)
+        row.addWidget(self.remove_button)
+        runs_layout.addLayout(row)
+        self.job_list = QListWidget()
+        self.job_list.setMaximumHeight(90)
+        runs_layout.addWidget(self.job_list)
+        row = QHBoxLayout()
+        self.run_button, self.cancel_button = QPushButton("Run all"), QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.load_button = QPushButton("Load masks…")
+        self.load_button.setToolTip("Open segmentation files (BraTS 1/2/4 or 1/2/3) on the study's grid")
+        for b in (self.run_button, self.cancel_button, self.load_button):
+            row.addWidget(b)
+        runs_layout.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        runs_layout.addWidget(self.progress)
+        layout.addWidget(runs)
+
+        cmp_box = QGroupBox("Compare")
+        cmp_layout = QVBoxLayout(cmp_box)
+        form = QFormLayout()
+        self.reference_combo = QComboBox()
+        form.addRow("Reference", self.reference_combo)
+        cmp_layout.addLayout(form)
+        cmp_layout.addWidget(QLabel("Masks to compare (click to toggle):"))
+        self.mask_list = QListWidget()
+        self.mask_list.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
+        self.mask_list.setMaximumHeight(110)
+        cmp_layout.addWidget(self.mask_list)
+        row = QHBoxLayout()
+        self.compare_button = QPushButton("Compare")
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)
+        self.side_by_side = QCheckBox("Side by side")
+        self.side_by_side.setToolTip("Grid view: the reference and each compared mask over its own FLAIR copy")
+        for w in (self.compare_button, self.export_button, self.side_by_side):
+            row.addWidget(w)
+        cmp_layout.addLayout(row)
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        cmp_layout.addWidget(self.table)
+        layout.addWidget(cmp_box)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.add_button.clicked.connect(lambda: self.add_job(self.model_combo.currentText(), self.backend_combo.currentText()))
+        self.remove_button.clicked.connect(self._remove_jobs)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self._cancel.set)
+        self.load_button.clicked.connect(lambda: self.load_masks())
+        self.compare_button.clicked.connect(self.compare)
+        self.export_button.clicked.connect(lambda: self.export_csv())
+        self.side_by_side.toggled.connect(self.set_side_by_side)
+        self.viewer.layers.events.inserted.connect(self._refresh_masks)
+        self.viewer.layers.events.removed.connect(self._refresh_masks)
+        self._on_model_changed()
+        self._refresh_masks()
+
+    # ----------------------------------------------------------------- layers
+    def _mask_layers(self) -> list[str]:
+        """Labels layers a comparison can use (not the side-by-side copies)."""
+        return [l.name for l in self.viewer.layers if l._type_string == "labels"
+                and lightseg_metadata(l.metadata).get("role") != HELPER_ROLE]
+
+    def _refresh_masks(self, *_) -> None:
+        names = self._mask_layers()
+        previous = {self.mask_list.item(i).text(): self.mask_list.item(i).isSelected() for i in range(self.mask_list.count())}
+        reference = self.reference_combo.currentText()
+        self.reference_combo.clear()
+        self.reference_combo.addItems(names)
+        truth = [n for n in names if "ground truth" in n]
+        self.reference_combo.setCurrentText(reference if reference in names else (truth[0] if truth else (names[0] if names else "")))
+        self.mask_list.clear()
+        for name in names:
+            item = QListWidgetItem(name)
+            self.mask_list.addItem(item)
+            item.setSelected(previous.get(name, name != self.reference_combo.currentText()))  # new masks join
+
+    def compared(self) -> list[str]:
+        reference = self.reference_combo.currentText()
+        return [i.text() for i in self.mask_list.selectedItems() if i.text() != reference]
+
+    def _image_layer(self):
+        """The FLAIR layer (or the first 3D image): its grid is the study's and it is shown under the masks."""
+        found = sequence_layers(self.viewer.layers)
+        names = found["flair"] or [n for seq in found.values() for n in seq]
+        return self.viewer.layers[names[-1]] if names else None
+
+    # ----------------------------------------------------------------- model runs
+    def _on_model_changed(self, *_) -> None:
+        self.backend_combo.clear()
+        card = self.cards.get(self.model_combo.currentText())
+        if card is not None:
+            self.backend_combo.addItems(backend_choices(card))
+
+    def add_job(self, model: str, backend: str) -> None:
+        if model not in self.cards:
+            self.status.setText("No model chosen.")
+            return
+        item = QListWidgetItem(f"{model}  ·  {backend or 'default'}")
+        item.setData(Qt.ItemDataRole.UserRole, (model, backend))
+        self.job_list.addItem(item)
+
+    def _remove_jobs(self) -> None:
+        for item in self.job_list.selectedItems():
+            self.job_list.takeItem(self.job_list.row(item))
+
+    def jobs(self) -> list[tuple[str, str]]:
+        return [self.job_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.job_list.count())]
+
+    def _set_running(self, running: bool) -> None:
+        for w in (self.run_button, self.add_button, self.remove_button, self.model_combo, self.backend_combo,
+                  self.job_list, self.load_button, self.compare_button):
+            w.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def run(self):
+        """Run every listed (model, backend) in one worker; returns the worker (tests wait on it)."""
+        jobs = self.jobs()
+        if not jobs:
+            self.status.setText("Add at least one model to run.")
+            return None
+        found = sequence_layers(self.viewer.layers)
+        try:
+            study = study_from_layers(self.viewer.layers, {s: names[-1] for s, names in found.items() if names})
+        except (StudyError, ValueError) as exc:
+            self.status.setText(f"No study to segment: {exc}")
+            return None
+        self._names = iter(run_names(jobs))  # results arrive in job order
+        self._cancel.clear()
+        self._set_running(True)
+        self.progress.setValue(0)
+        relay = self._relay
+        worker = create_worker(_run_models, study, [(self.cards[m], b) for m, b in jobs],
+                               lambda f, m: relay.progressed.emit(f, m), self._cancel.is_set,
+                               _progress={"desc": "lightseg compare"})
+        worker.yielded.connect(self._on_result)
+        worker.errored.connect(lambda exc: self.status.setText("Cancelled." if isinstance(exc, Cancelled) else f"Error: {exc}"))
+        worker.finished.connect(lambda: self._set_running(False))
+        worker.start()
+        self._worker = worker
+        return worker
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.status.setText(message)
+
+    def _on_result(self, result: engine.Result) -> None:
+        name = next(self._names)
+        data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=result.study_name,
+                                       convention=result.study_convention,
+                                       extra={"model": result.model, "backend": f"{result.backend}:{result.provider}"})
+        self.run_times[name] = round(result.timings_s["total"], 3)
+        _add_or_replace(self.viewer, data, kwargs, "labels")
+        self.status.setText(result.summary_line())
+
+    # ----------------------------------------------------------------- masks from files
+    def load_masks(self, paths: list[str] | None = None) -> list[str]:
+        """Open segmentation files on the study's grid; returns the new layer names. Errors: one status line."""
+        image = self._image_layer()
+        geometry = lightseg_metadata(image.metadata).get("geometry") if image is not None else None
+        if geometry is None:
+            self.status.setText("Open a study with napari-lightseg first: masks are loaded on its grid.")
+            return []
+        if paths is None:
+            source = lightseg_metadata(image.metadata).get("source")
+            folder = str(Path(source).parent) if source else ""
+            paths, _ = QFileDialog.getOpenFileNames(self, "Load segmentation masks", folder, "NIfTI (*.nii *.nii.gz)")
+        study = lightseg_metadata(image.metadata).get("study", "")
+        added, errors = [], []
+        for path in paths:
+            try:
+                classes, convention, _ = load_labels(path, geometry)
+            except (StudyError, OSError, ValueError) as exc:
+                errors.append(str(exc))
+                continue
+            name = segmentation_name(path)
+            data, kwargs, _ = labels_layer(classes, geometry, name, study=study, convention=convention, extra={"source": str(path)})
+            self.run_times.pop(name, None)
+            _add_or_replace(self.viewer, data, kwargs, "labels")
+            added.append(name)
+        self.status.setText("; ".join(errors) if errors else f"Loaded {len(added)} mask(s).")
+        return added
+
+    # ----------------------------------------------------------------- comparison
+    def compare(self):
+        """Metrics of the chosen masks against the reference, in a worker (HD95 takes a while); returns it."""
+        reference, names = self.reference_combo.currentText(), self.compared()
+        if not reference or not names:
+            self.status.setText("Choose a reference and at least one other mask.")
+            return None
+        layers = self.viewer.layers
+        geometry = lightseg_metadata(layers[reference].metadata).get("geometry")
+        spacing = tuple(geometry.spacing) if geometry is not None else tuple(float(s) for s in layers[reference].scale)
+        masks = {n: np.asarray(layers[n].data) for n in names}
+        extra = {n: {RUN_TIME: self.run_times[n]} for n in names if n in self.run_times}
+        self.compare_button.setEnabled(False)
+        self.status.setText(f"Comparing {len(names)} mask(s) with {reference}…")
+        worker = create_worker(_compare, reference, np.asarray(layers[reference].data), masks, spacing, extra,
+                               _progress={"desc": "lightseg metrics"})
+        worker.returned.connect(lambda out: self._on_compared(*out, reference=reference))
+        worker.errored.connect(lambda exc: self.status.setText(f"Error: {exc}"))
+        worker.finished.connect(lambda: self.compare_button.setEnabled(True))
+        worker.start()
+        return worker
+
+    def _on_compared(self, rows: list[dict], counts: np.ndarray, reference: str) -> None:
+        self.rows = rows
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, column in enumerate(TABLE_COLUMNS):
+                self.table.setItem(r, c, QTableWidgetItem(_cell(column, row.get(column))))
+        self.table.resizeColumnsToContents()
+        self.export_button.setEnabled(True)
+        self._show_disagreement(counts, reference, len(rows) + 1)
+        self.status.setText(f"{len(rows)} mask(s) compared with {reference}.")
+
+    def _show_disagreement(self, counts: np.ndarray, reference: str, n_masks: int) -> None:
+        """Voxel counts of masks that differ from the majority: black (agree) to bright, added over the image."""
+        layer = self.viewer.layers[reference]
+        geometry = lightseg_metadata(layer.metadata).get("geometry")
+        spatial = spatial_kwargs(geometry) if geometry is not None else {"scale": layer.scale}
+        kwargs = dict(name=DISAGREEMENT, colormap="inferno", blending="additive", contrast_limits=(0, max(n_masks - 1, 1)),
+                      metadata={METADATA_KEY: {"role": DISAGREEMENT, "geometry": geometry}}, **spatial)
+        _add_or_replace(self.viewer, counts, kwargs, "image")
+
+    def export_csv(self, path: str | None = None) -> Path | None:
+        if not self.rows:
+            self.status.setText("Compare first.")
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export comparison", "comparison.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        try:
+            written = write_csv(self.rows, path)
+        except OSError as exc:
+            self.status.setText(f"Not written: {exc}")
+            return None
+        self.status.setText(f"Wrote {written}")
+        return written
+
+    # ----------------------------------------------------------------- side by side
+    def set_side_by_side(self, on: bool) -> None:
+        """Grid mode: each mask (reference first) over its own copy of the FLAIR; off restores the view."""
+        grid = self.viewer.canvas.grid
+        layers = self.viewer.layers
+        if not on:
+            grid.enabled = False
+            for helper in [l for l in layers if lightseg_metadata(l.metadata).get("role") == HELPER_ROLE]:
+                layers.remove(helper)
+            if self._saved_view is not None:
+                order, visible = self._saved_view
+                for i, name in enumerate(n for n in order if n in layers):
+                    layers.move(layers.index(name), i)
+                for layer in layers:
+                    layer.visible = visible.get(layer.name, layer.visible)
+                self._saved_view = None
+            return
+        image = self._image_layer()
+        masks = [n for n in [self.reference_combo.currentText(), *self.compared()] if n]
+        if image is None or not masks:
+            self.status.setText("Side by side needs a study image and at least one mask.")
+            self.side_by_side.setChecked(False)
+            return
+        if self._saved_view is None:
+            self._saved_view = ([l.name for l in layers], {l.name: l.visible for l in layers})
+        title = SEQUENCE_TITLES.get(lightseg_metadata(image.metadata).get("sequence"), "image")
+        helper_of = {m: f"{m} | {title}" for m in masks}
+        for name in helper_of.values():
+            if name not in layers:
+                self.viewer.add_image(image.data, name=name, colormap=image.colormap, contrast_limits=image.contrast_limits,
+                                      scale=image.scale, metadata={METADATA_KEY: {"role": HELPER_ROLE}})
+        order = interleave_for_grid(masks, helper_of)
+        for i, name in enumerate(order):
+            layers.move(layers.index(name), i)
+        for layer in layers:
+            layer.visible = layer.name in order
+        grid.stride = 2
+        grid.enabled = True

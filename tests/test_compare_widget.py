@@ -1,0 +1,117 @@
+"""The comparison widget on the synthetic sample: metrics table, disagreement, CSV, side by side, model runs."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_lightseg._qt.compare_widget import DISAGREEMENT, RUN_TIME, CompareWidget
+from napari_lightseg._sample_data import sample_glioma
+from napari_lightseg._writer import save_labels
+from napari_lightseg.compare import COLUMNS
+from napari_lightseg.correction import shrink_class
+from napari_lightseg.layers import labels_layer, lightseg_metadata, study_layers
+
+pytestmark = pytest.mark.viewer
+TRUTH = "sample-glioma-0 ground truth"
+
+
+@pytest.fixture(scope="module")
+def sample_layers():
+    return sample_glioma()
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, sample_layers):
+    viewer = make_napari_viewer()
+    for data, kwargs, layer_type in sample_layers:
+        getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    truth = viewer.layers[TRUTH]
+    data, kwargs, _ = labels_layer(shrink_class(truth.data, 2, 2), lightseg_metadata(truth.metadata)["geometry"], "shrunk",
+                                   study="sample-glioma-0")
+    viewer.add_labels(data, **kwargs)
+    return viewer
+
+
+def _compare(widget: CompareWidget, qtbot) -> None:
+    worker = widget.compare()
+    assert worker is not None, widget.status.text()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+
+
+def test_compare_csv_side_by_side_load(viewer, qtbot, tmp_path: Path) -> None:
+    widget = CompareWidget(viewer)
+    assert widget.reference_combo.currentText() == TRUTH
+    assert widget.compared() == ["shrunk"]
+    _compare(widget, qtbot)
+    assert widget.table.rowCount() == 1
+    assert widget.table.item(0, 0).text() == "shrunk"
+    dice_wt = float(widget.table.item(0, COLUMNS.index("dice_WT")).text())
+    assert 0.5 < dice_wt < 1.0
+    counts = viewer.layers[DISAGREEMENT].data
+    assert set(np.unique(counts)) == {0, 1}
+    assert np.array_equal(counts == 1, viewer.layers[TRUTH].data != viewer.layers["shrunk"].data)
+
+    path = widget.export_csv(str(tmp_path / "comparison.csv"))
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == COLUMNS
+    assert rows[1][:2] == ["shrunk", TRUTH]
+
+    _compare(widget, qtbot)  # a re-compute replaces the disagreement layer
+    assert [l.name for l in viewer.layers].count(DISAGREEMENT) == 1
+
+    before = [(l.name, l.visible) for l in viewer.layers]
+    widget.side_by_side.setChecked(True)
+    grid = viewer.canvas.grid
+    assert grid.enabled and grid.stride == 2
+    names = [l.name for l in viewer.layers]
+    assert names[:4] == [f"{TRUTH} | FLAIR", TRUTH, "shrunk | FLAIR", "shrunk"]
+    assert grid.actual_shape(viewer.layers) == (1, 2)  # hidden layers take no viewbox
+    assert grid.position(1, viewer.layers) == (0, 0) and grid.position(3, viewer.layers) == (0, 1)
+    widget.side_by_side.setChecked(False)
+    assert not grid.enabled
+    assert [(l.name, l.visible) for l in viewer.layers] == before
+
+    truth = viewer.layers[TRUTH]
+    geometry = lightseg_metadata(truth.metadata)["geometry"]
+    good = save_labels(tmp_path / "other_seg.nii.gz", shrink_class(truth.data, 3, 1), geometry, "brats2023")
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    assert widget.load_masks([str(good), str(bad)]) == ["other_seg"]
+    assert "broken.nii.gz" in widget.status.text() and "\n" not in widget.status.text()
+    assert np.array_equal(viewer.layers["other_seg"].data, shrink_class(truth.data, 3, 1))
+    assert "other_seg" in widget.compared()
+
+
+def test_model_run_through_worker(make_napari_viewer, qtbot, tmp_path: Path) -> None:
+    """A tiny ONNX model on a small study: the run goes through the widget's worker and adds its run time."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from helpers import blob_study, tiny_onnx_card
+
+    viewer = make_napari_viewer()
+    for data, kwargs, layer_type in study_layers(blob_study()):
+        getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    card = tiny_onnx_card(tmp_path)
+    widget = CompareWidget(viewer)
+    widget.cards = {card.name: card}
+    widget.add_job(card.name, "onnxruntime:CPUExecutionProvider")
+    worker = widget.run()
+    assert worker is not None, widget.status.text()
+    assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=5_000)
+    assert card.name in viewer.layers, widget.status.text()
+    assert widget.run_times[card.name] > 0
+    for i in range(widget.mask_list.count()):  # compare the model run only
+        item = widget.mask_list.item(i)
+        item.setSelected(item.text() == card.name)
+    _compare(widget, qtbot)
+    assert widget.rows[0]["segmentation"] == card.name
+    assert widget.rows[0][RUN_TIME] == widget.run_times[card.name]
+    assert widget.table.item(0, len(COLUMNS)).text() != ""

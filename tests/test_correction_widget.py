@@ -1,0 +1,137 @@
+"""The correction widget: edited copy, class keys, undoable operations, live volumes, save and reload."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+from napari_lightseg._qt import correction_widget as cw
+from napari_lightseg._qt.correction_widget import CorrectionWidget, unsaved_layers
+from napari_lightseg._reader import read_study
+from napari_lightseg.layers import lightseg_metadata, study_layers
+
+from helpers import blob_study
+
+pytestmark = pytest.mark.viewer
+TRUTH = "blob ground truth"
+
+
+@pytest.fixture(autouse=True)
+def no_close_prompt(monkeypatch):
+    monkeypatch.setenv("LIGHTSEG_NO_CLOSE_PROMPT", "1")
+
+
+def _labels() -> np.ndarray:
+    """The blob's edema plus: ET on slices 8 and 14 (to interpolate), a 2-voxel island, a hole, a second component."""
+    labels = blob_study().labels.copy()
+    labels[8, 10:14, 10:14] = 3
+    labels[14, 10:16, 10:16] = 3
+    labels[2, 2, 2:4] = 1
+    labels[12, 14:19, 19:24] = 0  # inside the blob: a hole on that slice
+    labels[20:23, 30:34, 5:9] = 2  # a second, smaller component
+    return labels
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    study = blob_study()
+    study.labels = _labels()
+    for data, kwargs, layer_type in study_layers(study):
+        getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    viewer.layers.selection.active = viewer.layers[TRUTH]
+    return viewer
+
+
+def test_edit_copy_and_class_keys(viewer) -> None:
+    widget = CorrectionWidget(viewer)
+    assert not widget.grow_button.isEnabled()
+    edited = widget.edit_copy()
+    assert edited.name == f"{TRUTH} (edited)"
+    assert viewer.layers.selection.active is edited and edited.mode == "paint"
+    meta, source_meta = lightseg_metadata(edited.metadata), lightseg_metadata(viewer.layers[TRUTH].metadata)
+    assert meta["edited"] and meta["geometry"] is source_meta["geometry"] and meta["convention"] == source_meta["convention"]
+    assert np.array_equal(edited.data, viewer.layers[TRUTH].data) and edited.data is not viewer.layers[TRUTH].data
+    assert widget.grow_button.isEnabled() and "ED" in widget.volumes_label.text()
+
+    keys = viewer.window._qt_viewer._key_map_handler  # what a key press on the canvas goes through
+    for key, value in (("2", 2), ("3", 3), ("1", 1)):
+        keys.press_key(key)
+        keys.release_key(key)
+        assert edited.selected_label == value and edited.mode == "paint"
+        assert widget.class_buttons[value].isChecked() and widget.label == value
+    keys.press_key("0")
+    keys.release_key("0")
+    assert edited.mode == "erase" and widget.label == 1
+    widget.class_buttons[3].click()
+    assert edited.selected_label == 3 and edited.mode == "paint"
+
+    viewer.layers.selection.active = viewer.layers[TRUTH]
+    assert not widget.grow_button.isEnabled()
+    assert widget.edit_copy() is edited  # a second press reuses the copy, keeping its edits
+
+
+def test_operations_undo_redo(viewer) -> None:
+    widget = CorrectionWidget(viewer)
+    edited = widget.edit_copy()
+    widget.choose_class(1)  # NCR is on neither slice: a status line, nothing changes
+    widget.first_slice.setValue(8)
+    widget.last_slice.setValue(14)
+    before = edited.data.copy()
+    widget.interpolate_button.click()
+    assert "holds no NCR" in widget.status.text()
+    assert np.array_equal(edited.data, before) and unsaved_layers(viewer.layers) == []
+
+    widget.choose_class(3)
+    widget.fill_mode.setCurrentText("per slice")
+    widget.min_ml.setValue(0.01)
+    for button in ("interpolate_button", "fill_button", "grow_button", "shrink_button", "remove_button", "largest_button"):
+        before = edited.data.copy()
+        volumes_before = widget.volumes_label.text()
+        getattr(widget, button).click()
+        after = edited.data.copy()
+        assert not np.array_equal(after, before), f"{button}: {widget.status.text()}"
+        assert widget.volumes_label.text() != volumes_before, button
+        assert unsaved_layers(viewer.layers) == [edited.name]
+        edited.undo()
+        assert np.array_equal(edited.data, before), button
+        edited.redo()
+        assert np.array_equal(edited.data, after), button
+
+
+def test_edit_save_reload(viewer, tmp_path: Path, monkeypatch) -> None:
+    widget = CorrectionWidget(viewer)
+    edited = widget.edit_copy()
+    edited.data_setitem((np.array([3, 3]), np.array([5, 5]), np.array([5, 6])), 1)  # a brush stroke's write
+    edited.events.paint(value=None)  # what napari sends after a stroke
+    assert unsaved_layers(viewer.layers) == [edited.name]
+    target = tmp_path / "blob_seg.nii.gz"
+    target.write_bytes(b"old")
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Yes))
+    widget.convention_combo.setCurrentText("brats2023")
+    widget.save_button.click()
+    assert asked, "overwriting must be confirmed"
+    assert unsaved_layers(viewer.layers) == []
+    data, kwargs, _ = read_study(str(target))[0]
+    assert kwargs["metadata"]["lightseg"]["convention"] == "brats2023"
+    assert np.array_equal(data, edited.data) and data[3, 5, 6] == 1
+
+
+def test_close_asks_while_unsaved(viewer, monkeypatch) -> None:
+    monkeypatch.delenv("LIGHTSEG_NO_CLOSE_PROMPT")
+    widget = CorrectionWidget(viewer)
+    edited = widget.edit_copy()
+    widget.grow_button.click()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No))
+    window = viewer.window._qt_window
+    assert window.close() is False
+    assert asked and edited.name in asked[0][2]
+    cw._set_meta(edited, unsaved=False)
+    asked.clear()
+    CorrectionWidget(viewer)  # a second widget adds no second guard
+    assert len(window.findChildren(cw._CloseGuard)) == 1

@@ -10,7 +10,7 @@ import pytest
 from napari_lightseg._qt.compare_widget import DISAGREEMENT, RUN_TIME, CompareWidget
 from napari_lightseg._sample_data import sample_glioma
 from napari_lightseg._writer import save_labels
-from napari_lightseg.compare import COLUMNS
+from napari_lightseg.compare import COLUMNS, interleave_for_grid, run_names
 from napari_lightseg.correction import shrink_class
 from napari_lightseg.layers import labels_layer, lightseg_metadata, study_layers
 
@@ -36,10 +36,10 @@ def viewer(make_napari_viewer, sample_layers):
 
 
 def _compare(widget: CompareWidget, qtbot) -> None:
-    worker = widget.compare()
-    assert worker is not None, widget.status.text()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    """Compare and wait: the button comes back when the worker has finished (a signal may come before waitSignal)."""
+    assert widget.compare() is not None, widget.status.text()
+    assert not widget.compare_button.isEnabled()
+    qtbot.waitUntil(widget.compare_button.isEnabled, timeout=60_000)
 
 
 def test_compare_csv_side_by_side_load(viewer, qtbot, tmp_path: Path) -> None:
@@ -103,9 +103,7 @@ def test_model_run_through_worker(make_napari_viewer, qtbot, tmp_path: Path) -> 
     worker = widget.run()
     assert worker is not None, widget.status.text()
     assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=5_000)
+    qtbot.waitUntil(widget.run_button.isEnabled, timeout=60_000)
     assert card.name in viewer.layers, widget.status.text()
     assert widget.run_times[card.name] > 0
     for i in range(widget.mask_list.count()):  # compare the model run only
@@ -115,3 +113,18 @@ def test_model_run_through_worker(make_napari_viewer, qtbot, tmp_path: Path) -> 
     assert widget.rows[0]["segmentation"] == card.name
     assert widget.rows[0][RUN_TIME] == widget.run_times[card.name]
     assert widget.table.item(0, len(COLUMNS)).text() != ""
+
+
+def test_run_names_and_grid_order() -> None:
+    assert run_names([("a", "onnxruntime:CPU"), ("b", "numpy"), ("a", "torch")]) == ["a (onnxruntime:CPU)", "b", "a (torch)"]
+    assert interleave_for_grid(["ref", "m", "ref"], {"ref": "ref | FLAIR", "m": "m | FLAIR"}) == \
+        ["ref | FLAIR", "ref", "m | FLAIR", "m"]
+
+
+def test_docked_through_the_manifest(viewer, qtbot) -> None:
+    _, widget = viewer.window.add_plugin_dock_widget("napari-lightseg", "Compare models")
+    _compare(widget, qtbot)
+    assert widget.table.rowCount() == 1 and DISAGREEMENT in viewer.layers
+    widget.side_by_side.setChecked(True)
+    assert viewer.canvas.grid.enabled
+    widget.side_by_side.setChecked(False)

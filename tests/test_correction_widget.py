@@ -135,3 +135,13 @@ def test_close_asks_while_unsaved(viewer, monkeypatch) -> None:
     asked.clear()
     CorrectionWidget(viewer)  # a second widget adds no second guard
     assert len(window.findChildren(cw._CloseGuard)) == 1
+
+
+def test_docked_through_the_manifest(viewer) -> None:
+    """napari hands plugin widgets a public-only viewer proxy: the widget and its close guard must cope."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-lightseg", "Correct mask")
+    assert len(viewer.window._qt_window.findChildren(cw._CloseGuard)) == 1
+    edited = widget.edit_copy()
+    assert edited is not None, widget.status.text()
+    widget.grow_button.click()
+    assert unsaved_layers(viewer.layers) == [edited.name]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from napari.layers import Labels
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
@@ -150,7 +151,7 @@ class CompareWidget(QWidget):
     # ----------------------------------------------------------------- layers
     def _mask_layers(self) -> list[str]:
         """Labels layers a comparison can use (not the side-by-side copies)."""
-        return [l.name for l in self.viewer.layers if l._type_string == "labels"
+        return [l.name for l in self.viewer.layers if isinstance(l, Labels)
                 and lightseg_metadata(l.metadata).get("role") != HELPER_ROLE]
 
     def _refresh_masks(self, *_) -> None:
@@ -361,7 +362,8 @@ class CompareWidget(QWidget):
         for name in helper_of.values():
             if name not in layers:
                 self.viewer.add_image(image.data, name=name, colormap=image.colormap, contrast_limits=image.contrast_limits,
-                                      scale=image.scale, metadata={METADATA_KEY: {"role": HELPER_ROLE}})
+                                      scale=image.scale, units=image.units, axis_labels=image.axis_labels,
+                                      metadata={METADATA_KEY: {"role": HELPER_ROLE}})
         order = interleave_for_grid(masks, helper_of)
         for i, name in enumerate(order):
             layers.move(layers.index(name), i)

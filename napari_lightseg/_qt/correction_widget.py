@@ -12,6 +12,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from napari.layers import Labels
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
                             QHBoxLayout, QLabel, QMessageBox, QPushButton, QSpinBox, QVBoxLayout, QWidget)
@@ -35,7 +36,7 @@ def close_prompt_enabled() -> bool:
 
 
 def is_edited(layer) -> bool:
-    return getattr(layer, "_type_string", "") == "labels" and bool(lightseg_metadata(layer.metadata).get("edited"))
+    return isinstance(layer, Labels) and bool(lightseg_metadata(layer.metadata).get("edited"))
 
 
 def unsaved_layers(layers) -> list[str]:
@@ -81,6 +82,7 @@ class _CloseGuard(QObject):
 
 def install_close_guard(viewer: napari.Viewer) -> None:
     """One guard per napari window, however many correction widgets are opened."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # plugins get a public-only proxy; Qt needs the real window
     window = viewer.window._qt_window
     if window.findChild(_CloseGuard) is None:
         _CloseGuard(viewer)
@@ -145,10 +147,9 @@ class CorrectionWidget(QWidget):
         self.min_ml.setDecimals(2)
         self.min_ml.setSingleStep(0.1)
         self.min_ml.setValue(0.5)
-        self.min_ml.setSuffix(" mL")
         self.remove_button = QPushButton("Remove smaller")
         self.remove_button.setToolTip("Clear connected components of each class smaller than this volume")
-        grid.addWidget(QLabel("Components <"), 2, 0)
+        grid.addWidget(QLabel("Parts < mL"), 2, 0)
         grid.addWidget(self.min_ml, 2, 1)
         grid.addWidget(self.remove_button, 2, 2, 1, 2)
         self.fill_mode = QComboBox()
@@ -242,7 +243,7 @@ class CorrectionWidget(QWidget):
     def edit_copy(self):
         """Make (or select) '<name> (edited)' from the selected labels layer; returns it."""
         source = self.viewer.layers.selection.active
-        if getattr(source, "_type_string", "") != "labels":
+        if not isinstance(source, Labels):
             self.status.setText("Select a labels layer first.")
             return None
         if is_edited(source):

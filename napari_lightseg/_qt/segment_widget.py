@@ -166,7 +166,7 @@ class SegmentWidget(QWidget):
         relay = self._relay
         worker = create_worker(engine.run, study, card, self.backend_combo.currentText() or None,
                                threads=self.threads.value(), progress=lambda f, m: relay.progressed.emit(f, m),
-                               cancel=self._cancel.is_set, _progress={"desc": f"lightseg {card.name}"})
+                               cancel=self._cancel.is_set)
         worker.returned.connect(self._on_result)
         worker.errored.connect(self._on_error)
         worker.finished.connect(lambda: self._set_running(False))

@@ -12,6 +12,7 @@ import numpy as np
 from ..models import ModelCard
 
 CPU_PROVIDER = "CPUExecutionProvider"
+NON_LOCAL_PROVIDERS = ("AzureExecutionProvider",)
 
 
 class BackendError(RuntimeError):
@@ -48,9 +49,11 @@ class OnnxRuntimeBackend:
         return ok, "" if ok else "onnxruntime is not installed"
 
     def providers(self) -> list[str]:
+        """Local execution providers, CPU first (the Azure provider calls remote endpoints: not ours)."""
         import onnxruntime as ort
 
-        return list(ort.get_available_providers())
+        local = [p for p in ort.get_available_providers() if p not in NON_LOCAL_PROVIDERS]
+        return sorted(local, key=lambda p: p != CPU_PROVIDER)
 
     def load(self, card: ModelCard, provider: str | None, threads: int | None) -> Inference:
         if card.kind != "cnn":

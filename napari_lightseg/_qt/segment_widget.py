@@ -166,11 +166,12 @@ class SegmentWidget(QWidget):
         relay = self._relay
         worker = create_worker(engine.run, study, card, self.backend_combo.currentText() or None,
                                threads=self.threads.value(), progress=lambda f, m: relay.progressed.emit(f, m),
-                               cancel=self._cancel.is_set)
+                               cancel=self._cancel.is_set, _ignore_errors=True)  # errors: shown in the status line
         worker.returned.connect(self._on_result)
         worker.errored.connect(self._on_error)
         worker.finished.connect(lambda: self._set_running(False))
         self._worker = worker
+        worker.start()
         return worker
 
     def _on_progress(self, fraction: float, message: str):

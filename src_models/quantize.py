@@ -18,38 +18,49 @@ CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy")
 
 
 class SliceReader:
-    """Feeds calibration batches (N, 4, H, W) of one shape at a time to the calibrator."""
+    """Feeds calibration batches (N, 4, H, W) to the calibrator, one window of batches at a time.
+
+    ``set_range`` + ``CalibStridedMinMax`` make ONNX Runtime's calibrators consume one batch per
+    pass: the histogram calibrators otherwise keep every activation of every batch in memory.
+    """
 
     def __init__(self, batches: list[np.ndarray]):
-        self._batches = iter(batches)
+        self._batches = batches
+        self.set_range(0, len(batches))
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._window = iter(self._batches[start_index:end_index])
 
     def get_next(self):
-        batch = next(self._batches, None)
+        batch = next(self._window, None)
         return None if batch is None else {"input": batch}
-
-    def rewind(self) -> None:  # not needed: each calibrator pass builds a new reader
-        pass
 
 
 def calibration_batches(cases: list[tuple[np.ndarray, np.ndarray]], slices: int = 256, batch: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """About ``slices`` brain slices from training cases (tumour and non-tumour), batched per case."""
+    """About ``slices`` brain slices from training cases, zero-padded to one size (the histogram
+    calibrators need equal shapes), in batches of ``batch``."""
     rng = np.random.default_rng(seed)
     per_case = max(1, slices // len(cases))
-    batches = []
+    height = max(image.shape[2] for image, _ in cases)
+    width = max(image.shape[3] for image, _ in cases)
+    chosen = []
     for image, _ in cases:
         brain = np.flatnonzero(np.any(image != 0, axis=(0, 2, 3)))
-        chosen = np.sort(rng.choice(brain, size=min(per_case, len(brain)), replace=False))
-        for i in range(0, len(chosen), batch):
-            z = chosen[i : i + batch]
-            batches.append(np.ascontiguousarray(image[:, z].transpose(1, 0, 2, 3), dtype=np.float32))
-    return batches
+        for z in np.sort(rng.choice(brain, size=min(per_case, len(brain)), replace=False)):
+            padded = np.zeros((image.shape[0], height, width), dtype=np.float32)
+            padded[:, : image.shape[2], : image.shape[3]] = image[:, z]
+            chosen.append(padded)
+    return [np.stack(chosen[i : i + batch]) for i in range(0, len(chosen), batch)]
 
 
 def quantize(fp32: Path, out: Path, batches: list[np.ndarray], method: str = "MinMax") -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    extra = {"CalibPercentile": 99.99} if method == "Percentile" else {}
+    extra = {"CalibStridedMinMax": 1, **({"CalibPercentile": 99.99} if method == "Percentile" else {})}
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)

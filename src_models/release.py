@@ -40,6 +40,18 @@ def draft_card(name: str, arch: str, precision: str, onnx_path: Path, config: di
     )
 
 
+def training_commands(run: Path, config: dict) -> list[str]:
+    """The commands that made ``run``: ``commands.txt`` in the run folder when present (runs that were
+    resumed with other settings), else rebuilt from its config."""
+    recorded = run / "commands.txt"
+    if recorded.exists():
+        return [line for line in recorded.read_text().splitlines() if line.strip()]
+    limit = f" --max-minutes {config['max_minutes']}" if config.get("max_minutes") else ""
+    return [f"python -m src_models.train --arch {config['arch']} --norm {config.get('norm', 'bn')} --steps {config['steps']} "
+            f"--batch {config['batch']} --patch {config['patch']} --lr {config['lr']} --seed {config['seed']} "
+            f"--val-every {config.get('val_every', 250)} --threads 2{limit} --out {run}"]
+
+
 def evaluate(card: ModelCard, studies: list) -> tuple[dict, list[np.ndarray]]:
     """Mean Dice/HD95 per region over validation studies, and the predicted label volumes."""
     rows, preds = [], []
@@ -89,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     check = parity(model, fp32, np.ascontiguousarray(image[:, mid - 8 : mid + 8].transpose(1, 0, 2, 3), dtype=np.float32))
     card32 = draft_card(args.name, config["arch"], "fp32", fp32, config)
     val32, preds32 = evaluate(card32, val_studies)
+    print(f"FP32: mean Dice {np.mean([val32[f'dice_{r}'] for r in ('WT', 'TC', 'ET')]):.4f}", flush=True)
 
     batches = calibration_batches(train_cases)
     best = None
@@ -112,9 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_cases": [d.name for d in train_dirs], "validation_cases": list(VALIDATION_CASES),
         "config": config, "final_log": log[-1], "device": "CPU (2 cores)" if "cuda" not in str(config) else "GPU",
     }
-    train_cmd = (f"python -m src_models.train --arch {config['arch']} --norm {config.get('norm', 'bn')} --steps {config['steps']} "
-                 f"--batch {config['batch']} --patch {config['patch']} --lr {config['lr']} --seed {config['seed']} --out {args.run}")
-    reproduce = [train_cmd, f"python -m src_models.release {args.run} --name {args.name}"]
+    reproduce = [*training_commands(args.run, config), f"python -m src_models.release {args.run} --name {args.name}"]
     for card, val in ((card32, val32), (card8, val8)):
         card.validation = val
         card.training = training

@@ -84,7 +84,8 @@ def train(
         step = ckpt["step"]
         sampler.rng = np.random.default_rng([seed, step])
         torch.manual_seed(seed + step)
-    config = dict(arch=arch, norm=norm, steps=steps, batch=batch, patch=patch, lr=lr, seed=seed, params=count_params(model))
+    config = dict(arch=arch, norm=norm, steps=steps, batch=batch, patch=patch, lr=lr, seed=seed, val_every=val_every,
+                  max_minutes=max_minutes, params=count_params(model))
     (out / "config.json").write_text(json.dumps(config, indent=2))
     started, running, last = time.time(), [], {}
 

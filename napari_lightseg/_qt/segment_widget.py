@@ -6,6 +6,7 @@ import threading
 
 import napari
 from napari.qt.threading import create_worker
+from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                             QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -37,6 +38,7 @@ class SegmentWidget(QWidget):
         self.cards = {c.name: c for c in list_cards()}
         self._cancel = threading.Event()
         self._worker = None
+        self._activity = None
         self._relay = _ProgressRelay()
         self._relay.progressed.connect(self._on_progress)
 
@@ -169,7 +171,8 @@ class SegmentWidget(QWidget):
                                cancel=self._cancel.is_set, _ignore_errors=True)  # errors: shown in the status line
         worker.returned.connect(self._on_result)
         worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self._set_running(False))
+        self._activity = progress(total=1000, desc=f"lightseg {card.name}")  # napari's activity dock
+        worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
         return worker
@@ -177,6 +180,15 @@ class SegmentWidget(QWidget):
     def _on_progress(self, fraction: float, message: str):
         self.progress.setValue(int(fraction * 1000))
         self.status.setText(message)
+        if self._activity is not None:
+            self._activity.n = int(fraction * 1000)
+            self._activity.set_description(f"lightseg: {message}")
+
+    def _on_finished(self):
+        self._set_running(False)
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
 
     def _on_error(self, exc: Exception):
         self.status.setText("Cancelled." if isinstance(exc, Cancelled) else f"Error: {exc}")

@@ -1,6 +1,7 @@
 """A loaded study: four co-registered sequences (and labels) in display orientation."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,8 +72,11 @@ def load_study(paths: str | Path | list[str | Path] | StudyFiles, with_labels: b
             images[seq] = geometry.to_display(data[..., i])
             sources[seq] = f"{files.multichannel}[{i}]"
     else:
+        # gzip inflation releases the GIL: read the sequences in parallel
+        with ThreadPoolExecutor(max_workers=len(files.sequences)) as pool:
+            loaded = dict(zip(files.sequences, pool.map(load_nifti, files.sequences.values())))
         for seq, path in files.sequences.items():  # FLAIR first: results are written in its grid
-            data, img = load_nifti(path)
+            data, img = loaded[seq]
             own = Geometry.from_image(img)
             if geometry is None:
                 geometry, reference = own, path

@@ -70,27 +70,37 @@ def lightseg_metadata(layer_metadata: dict) -> dict:
     return dict(layer_metadata.get(METADATA_KEY) or {})
 
 
-def box_shapes(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> tuple[list[np.ndarray], list[str]]:
-    """Shapes for 3D boxes (inclusive display indices): a rectangle on every slice the box spans,
-    so it shows while scrolling in 2D, plus the four vertical edges, which complete the outline in 3D."""
-    data, types = [], []
+def box_shapes(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> list[np.ndarray]:
+    """A rectangle on every slice each 3D box spans (inclusive display indices), so the box shows
+    while scrolling through slices in 2D."""
+    data = []
     for (z0, y0, x0), (z1, y1, x1) in boxes:
         corners = [(y0, x0), (y0, x1 + 1), (y1 + 1, x1 + 1), (y1 + 1, x0)]
-        for z in range(z0, z1 + 1):
-            data.append(np.array([(z, y, x) for y, x in corners], dtype=float))
-            types.append("rectangle")
-        for y, x in corners:
-            data.append(np.array([(z0, y, x), (z1, y, x)], dtype=float))
-            types.append("line")
-    return data, types
+        data += [np.array([(z, y, x) for y, x in corners], dtype=float) for z in range(z0, z1 + 1)]
+    return data
 
 
-def boxes_layer(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]], geometry: Geometry, name: str,
-                color: str = "cyan") -> LayerData:
-    data, types = box_shapes(boxes)
-    kwargs = dict(name=name, shape_type=types, edge_color=color, face_color="transparent", edge_width=1.5,
-                  ndim=3, metadata={METADATA_KEY: {"role": "boxes", "geometry": geometry}}, **spatial_kwargs(geometry))
-    return (data, kwargs, "shapes")
+def box_outlines(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> list[np.ndarray]:
+    """The 12 edges of each 3D box, as lines: the outline for the 3D view."""
+    lines = []
+    for lo, hi in boxes:
+        lo, hi = np.array(lo, float), np.array(hi, float) + (0, 1, 1)
+        corners = [np.where([i & 4, i & 2, i & 1], hi, lo) for i in range(8)]
+        lines += [np.array([corners[a], corners[b]]) for a in range(8) for b in range(a + 1, 8)
+                  if bin(a ^ b).count("1") == 1]
+    return lines
+
+
+def boxes_layers(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]], geometry: Geometry, name: str,
+                 color: str = "cyan") -> list[LayerData]:
+    """Two Shapes layers: per-slice rectangles (``role: boxes``, for 2D) and 3D outlines
+    (``role: box-outlines``, hidden until the 3D view)."""
+    common = dict(edge_color=color, face_color="transparent", edge_width=1.5, ndim=3, **spatial_kwargs(geometry))
+    return [
+        (box_shapes(boxes), dict(name=name, shape_type="rectangle", metadata={METADATA_KEY: {"role": "boxes", "geometry": geometry}}, **common), "shapes"),
+        (box_outlines(boxes), dict(name=f"{name} 3D", shape_type="line", visible=False,
+                                   metadata={METADATA_KEY: {"role": "box-outlines", "geometry": geometry}}, **common), "shapes"),
+    ]
 
 
 def sequence_layers(layers) -> dict[str, list[str]]:

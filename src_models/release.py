@@ -123,8 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     training = {
         "data": "../shared/data/brats18 (BraTS 2018 training cases), fixed split in src_models/data.py",
         "train_cases": [d.name for d in train_dirs], "validation_cases": list(VALIDATION_CASES),
-        "config": config, "final_log": log[-1], "device": "CPU (2 cores)" if "cuda" not in str(config) else "GPU",
+        "config": config, "final_log": log[-1], "device": "CPU (2 cores)",
     }
+    if log[-1]["step"] < config["steps"]:
+        training["note"] = (f"stopped on its time budget at step {log[-1]['step']} (learning rate annealed to 0 over the "
+                            "budget), so the step count depends on the machine's speed")
     reproduce = [*training_commands(args.run, config), f"python -m src_models.release {args.run} --name {args.name}"]
     for card, val in ((card32, val32), (card8, val8)):
         card.validation = val

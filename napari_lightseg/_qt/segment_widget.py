@@ -15,7 +15,7 @@ from .. import engine
 from ..backends import backend_choices
 from ..backends.registry import default_threads
 from ..io import SEQUENCE_TITLES, SEQUENCES
-from ..layers import boxes_layer, labels_layer, sequence_layers, study_from_layers
+from ..layers import boxes_layers, labels_layer, sequence_layers, study_from_layers
 from ..models import list_cards
 from ..progress import Cancelled
 from .view3d import show_3d
@@ -199,8 +199,9 @@ class SegmentWidget(QWidget):
                                        convention=result.study_convention, extra={"model": result.model})
         _add_or_replace(self.viewer, data, kwargs, "labels")
         if result.detections:
-            bdata, bkwargs, _ = boxes_layer([d.box for d in result.detections], result.geometry, f"{name} boxes")
-            _add_or_replace(self.viewer, bdata, bkwargs, "shapes")
+            for bdata, bkwargs, kind in boxes_layers([d.box for d in result.detections], result.geometry, f"{name} boxes"):
+                bkwargs["visible"] = bkwargs.get("visible", True) != (self.viewer.dims.ndisplay == 3)
+                _add_or_replace(self.viewer, bdata, bkwargs, kind)
             self.viewer.dims.set_current_step(0, int(round(result.detections[0].centroid[0])))  # largest lesion
         t = result.timings_s
         v = result.volumes_ml

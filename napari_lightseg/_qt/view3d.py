@@ -1,9 +1,11 @@
-"""3D view: tumour classes over a translucent brain, with a sensible oblique camera."""
+"""3D view: tumour classes over a translucent brain, box outlines instead of per-slice rectangles."""
 from __future__ import annotations
 
 import napari
 
 from ..layers import lightseg_metadata
+
+CAMERA_ANGLES = (-20.0, 30.0, 100.0)  # oblique, from above and in front
 
 
 def show_3d(viewer: napari.Viewer) -> None:
@@ -11,9 +13,16 @@ def show_3d(viewer: napari.Viewer) -> None:
     for layer in viewer.layers:
         role = lightseg_metadata(layer.metadata).get("role")
         if role == "image" and layer.visible:
-            layer.rendering = "translucent"
-            layer.opacity = 0.15
+            layer.rendering = "mip"
+            layer.blending = "additive"
+            layer.opacity = 0.35
         elif role == "labels":
+            layer.blending = "translucent_no_depth"
             layer.opacity = 0.9
+        elif role == "boxes":
+            layer.visible = False
+        elif role == "box-outlines":
+            layer.visible = True
     viewer.reset_view()
-    viewer.camera.angles = (0.0, -65.0, 120.0)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
+    camera.angles = CAMERA_ANGLES

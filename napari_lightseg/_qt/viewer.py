@@ -24,6 +24,7 @@ def open_viewer(case: str | None = None, sample: bool = False, model: str | None
     viewer.window.add_dock_widget(widget, name="Segment tumour", area="right")
     if model:
         card = get_card(model)
+        widget.model_combo.setCurrentIndex(widget.model_combo.findData(card.name))
         found = sequence_layers(viewer.layers)
         study = study_from_layers(viewer.layers, {s: names[-1] for s, names in found.items() if names})
         widget._on_result(engine.run(study, card))

@@ -92,12 +92,13 @@ def box_outlines(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]])
 
 
 def boxes_layers(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]], geometry: Geometry, name: str,
-                 color: str = "cyan") -> list[LayerData]:
-    """Two Shapes layers: per-slice rectangles (``role: boxes``, for 2D) and 3D outlines
-    (``role: box-outlines``, hidden until the 3D view)."""
+                 color: str = "cyan", slice_rectangles: list[np.ndarray] | None = None) -> list[LayerData]:
+    """Two Shapes layers: per-slice rectangles (``role: boxes``, for 2D; by default every slice of
+    each box) and 3D outlines (``role: box-outlines``, hidden until the 3D view)."""
     common = dict(edge_color=color, face_color="transparent", edge_width=1.5, ndim=3, **spatial_kwargs(geometry))
+    rectangles = box_shapes(boxes) if slice_rectangles is None else slice_rectangles
     return [
-        (box_shapes(boxes), dict(name=name, shape_type="rectangle", metadata={METADATA_KEY: {"role": "boxes", "geometry": geometry}}, **common), "shapes"),
+        (rectangles, dict(name=name, shape_type="rectangle", metadata={METADATA_KEY: {"role": "boxes", "geometry": geometry}}, **common), "shapes"),
         (box_outlines(boxes), dict(name=f"{name} 3D", shape_type="line", visible=False,
                                    metadata={METADATA_KEY: {"role": "box-outlines", "geometry": geometry}}, **common), "shapes"),
     ]

@@ -65,3 +65,14 @@ def test_3d_view(viewer_with_sample):
 
     show_3d(viewer_with_sample)
     assert viewer_with_sample.dims.ndisplay == 3
+
+
+def test_pcnn_detection_adds_boxes(viewer_with_sample, qtbot):
+    from napari_lightseg._qt.segment_widget import SegmentWidget
+
+    widget = SegmentWidget(viewer_with_sample)
+    widget.detect()
+    qtbot.waitUntil(lambda: "PCNN detection" in viewer_with_sample.layers, timeout=120_000)
+    qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=10_000)
+    assert len(viewer_with_sample.layers["PCNN detection"].data) >= 1
+    assert len(viewer_with_sample.layers["PCNN detection 3D"].data) == 12

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 import napari
 from napari.qt.threading import create_worker
 from napari.utils import progress
@@ -77,7 +79,9 @@ class SegmentWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.view3d_button = QPushButton("3D view")
-        for b in (self.run_button, self.cancel_button, self.view3d_button):
+        self.detect_button = QPushButton("Detect (PCNN)")
+        self.detect_button.setToolTip("Training-free tumour box: selective search + PCNN signatures on FLAIR/T2")
+        for b in (self.run_button, self.detect_button, self.cancel_button, self.view3d_button):
             buttons.addWidget(b)
         layout.addLayout(buttons)
         self.progress = QProgressBar()
@@ -95,6 +99,7 @@ class SegmentWidget(QWidget):
 
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.run_button.clicked.connect(self.run)
+        self.detect_button.clicked.connect(self.detect)
         self.cancel_button.clicked.connect(self._cancel.set)
         self.view3d_button.clicked.connect(lambda: show_3d(self.viewer))
         self.copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.runs_csv()))
@@ -142,7 +147,7 @@ class SegmentWidget(QWidget):
         self.param_box.setVisible(bool(numeric))
 
     def _set_running(self, running: bool):
-        for w in (self.run_button, self.model_combo, self.backend_combo, self.threads, self.param_box, *self.sequence_combos.values()):
+        for w in (self.run_button, self.detect_button, self.model_combo, self.backend_combo, self.threads, self.param_box, *self.sequence_combos.values()):
             w.setEnabled(not running)
         self.cancel_button.setEnabled(running)
 
@@ -153,29 +158,59 @@ class SegmentWidget(QWidget):
         if card is None:
             self.status.setText("No model available.")
             return None
-        chosen = {seq: combo.currentText() for seq, combo in self.sequence_combos.items()}
-        try:
-            study = study_from_layers(self.viewer.layers, {s: chosen[s] for s in card.sequences if chosen.get(s)} or chosen)
-        except ValueError as exc:
-            self.status.setText(str(exc))
+        study = self._study(card.sequences)
+        if study is None:
             return None
         if self.param_spins:
             card = _with_parameters(card, {k: s.value() for k, s in self.param_spins.items()})
+        return self._start(card.name, engine.run, self._on_result, study, card, self.backend_combo.currentText() or None,
+                           threads=self.threads.value())
+
+    def detect(self):
+        """PCNN signature detection in a worker; returns the worker."""
+        from .. import pcnn
+
+        study = self._study(("flair", "t2"))
+        if study is None:
+            return None
+        return self._start("PCNN detection", pcnn.detect, lambda d: self._on_detection(d, study.geometry), study)
+
+    def _study(self, sequences):
+        chosen = {seq: combo.currentText() for seq, combo in self.sequence_combos.items()}
+        try:
+            return study_from_layers(self.viewer.layers, {s: chosen[s] for s in sequences if chosen.get(s)} or chosen)
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return None
+
+    def _start(self, title: str, function, on_result, *args, **kwargs):
+        """Run ``function(*args, progress=..., cancel=..., **kwargs)`` in a worker thread."""
         self._cancel.clear()
         self._set_running(True)
         self.progress.setValue(0)
-        self.status.setText(f"Running {card.name}…")
+        self.status.setText(f"Running {title}…")
         relay = self._relay
-        worker = create_worker(engine.run, study, card, self.backend_combo.currentText() or None,
-                               threads=self.threads.value(), progress=lambda f, m: relay.progressed.emit(f, m),
-                               cancel=self._cancel.is_set, _ignore_errors=True)  # errors: shown in the status line
-        worker.returned.connect(self._on_result)
+        worker = create_worker(function, *args, progress=lambda f, m: relay.progressed.emit(f, m),
+                               cancel=self._cancel.is_set, _ignore_errors=True, **kwargs)  # errors: the status line
+        worker.returned.connect(on_result)
         worker.errored.connect(self._on_error)
-        self._activity = progress(total=1000, desc=f"lightseg {card.name}")  # napari's activity dock
+        self._activity = progress(total=1000, desc=f"lightseg {title}")  # napari's activity dock
         worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
         return worker
+
+    def _on_detection(self, detection, geometry):
+        rectangles = [np.array([(b.z, b.y0, b.x0), (b.z, b.y0, b.x1 + 1), (b.z, b.y1 + 1, b.x1 + 1), (b.z, b.y1 + 1, b.x0)], float)
+                      for b in detection.slice_boxes]
+        for data, kwargs, kind in boxes_layers([detection.box3d], geometry, "PCNN detection", color="magenta",
+                                               slice_rectangles=rectangles):
+            kwargs["visible"] = kwargs.get("visible", True) != (self.viewer.dims.ndisplay == 3)
+            _add_or_replace(self.viewer, data, kwargs, kind)
+        (z0, y0, x0), (z1, y1, x1) = detection.box3d
+        self.viewer.dims.set_current_step(0, (z0 + z1) // 2)
+        self.status.setText(f"PCNN detection: box z {z0}-{z1}, y {y0}-{y1}, x {x0}-{x1} (display voxels), "
+                            f"{len(detection.slice_boxes)} slice boxes")
 
     def _on_progress(self, fraction: float, message: str):
         self.progress.setValue(int(fraction * 1000))

@@ -88,3 +88,17 @@ def test_segment_real_cases(data_root, case, tmp_path):
     values = _check_output(out, flair)
     assert set(np.unique(values)) <= {0, 1, 2, 4}
     assert (values > 0).sum() > 1000  # every one of these cases has a sizeable tumour
+
+
+@pytest.mark.viewer
+@needs_cnn
+def test_view_screenshot(tmp_path):
+    """`lightseg view --screenshot` opens napari (under the test's X display), runs a model, saves, exits."""
+    import subprocess
+    import sys
+
+    shot = tmp_path / "view.png"
+    done = subprocess.run([sys.executable, "-m", "napari_lightseg.cli", "view", "--sample", "--model", CNN_CARDS[0],
+                           "--3d", "--screenshot", str(shot)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -126,3 +126,17 @@ def test_real_case_dice(data_root):
     study = load_study(data_root / "brats18" / "Brats18_TCIA02_135_1")
     labels = segment(study)
     assert dice(labels > 0, study.labels > 0) > 0.7
+
+
+def test_slice_window_removes_slow_drift():
+    """With slice_window, a brightness ramp along the slices no longer reads as hyperintensity."""
+    from napari_lightseg.pcnn.segment import MIN_SLICE_BRAIN_VOXELS, robust_z
+
+    side = int(np.ceil(np.sqrt(MIN_SLICE_BRAIN_VOXELS))) + 2
+    rng = np.random.default_rng(0)
+    image = (100 + rng.standard_normal((40, side, side))).astype(np.float32)
+    image += np.linspace(0, 30, 40, dtype=np.float32)[:, None, None]  # slow inferior-superior drift
+    brain = np.ones(image.shape, bool)
+    global_z, local_z = robust_z(image, brain), robust_z(image, brain, slice_window=9)
+    assert global_z[-1].mean() > 1.0  # the bright end looks hyperintense with one global median
+    assert abs(local_z[-1].mean()) < 0.5

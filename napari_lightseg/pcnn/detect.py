@@ -192,7 +192,7 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
     brain, tumour = brain_full[box], tumour[box]
     crop = {k: v[box] for k, v in images.items()}
     stimulus = hyperintensity(crop, brain, list(seg_parameters["sequences"]), list(seg_parameters["weights"]),
-                              float(seg_parameters["z_max"]))
+                              float(seg_parameters["z_max"]), int(seg_parameters["slice_window"]))
     area_per_slice = tumour.sum(axis=(1, 2))
     candidates = np.flatnonzero(area_per_slice >= p["min_slice_area"])
     if candidates.size == 0:

@@ -34,6 +34,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "weights": [2.0, 1.0],
     "z_max": 6.0,
     "opening_radius": 1,
+    "slice_window": 0,  # >0: per-slice brain median smoothed over this many slices (drift correction; see README)
     "rim_mm": 4.0,
     "rim_fraction": 0.5,
     "min_component_ml": 1.0,
@@ -47,6 +48,9 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "spcnn": None,  # None = automatic (Chen 2011); or a dict of SPCNNParameters fields
 }
 WT_CLASS, ET_CLASS = 2, 3
+
+
+MIN_SLICE_BRAIN_VOXELS = 2000  # slices with less brain than this borrow their neighbours' median
 
 
 def brain_mask(images: dict[str, np.ndarray]) -> np.ndarray:
@@ -69,20 +73,31 @@ def bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def robust_z(image: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """(x - median) / IQR over the brain: insensitive to the tumour's own share of the histogram."""
+def robust_z(image: np.ndarray, brain: np.ndarray, slice_window: int = 0) -> np.ndarray:
+    """(x - median) / IQR over the brain: insensitive to the tumour's own share of the histogram.
+
+    With ``slice_window`` > 0 the median is taken per axial slice and smoothed over that many
+    slices: it removes slow inferior-superior intensity drift (a bright posterior fossa on FLAIR
+    otherwise fires with the tumour)."""
     q1, med, q3 = np.quantile(image[brain], [0.25, 0.5, 0.75])
-    return (image - np.float32(med)) / np.float32(max(q3 - q1, 1e-6))
+    centre = np.full(image.shape[0], med, dtype=np.float64)
+    if slice_window > 0:
+        counts = brain.sum(axis=(1, 2))
+        valid = np.flatnonzero(counts >= MIN_SLICE_BRAIN_VOXELS)
+        if len(valid):
+            medians = np.array([np.median(image[z][brain[z]]) for z in valid])
+            centre = ndimage.median_filter(np.interp(np.arange(image.shape[0]), valid, medians), size=slice_window, mode="nearest")
+    return (image - centre[:, None, None].astype(np.float32)) / np.float32(max(q3 - q1, 1e-6))
 
 
 def hyperintensity(images: dict[str, np.ndarray], brain: np.ndarray, sequences: list[str],
-                   weights: list[float], z_max: float) -> np.ndarray:
+                   weights: list[float], z_max: float, slice_window: int = 0) -> np.ndarray:
     """Stimulus in [0, 1]: weighted mean robust z of the sequences, clipped at 0 and z_max."""
     present = [(s, w) for s, w in zip(sequences, weights) if s in images]
     if not present:
         raise ValueError(f"PCNN segmentation needs one of {', '.join(sequences)}")
     total = sum(w for _, w in present)
-    z = sum(np.float32(w / total) * robust_z(images[s], brain) for s, w in present)
+    z = sum(np.float32(w / total) * robust_z(images[s], brain, slice_window) for s, w in present)
     return (np.clip(z / np.float32(z_max), 0.0, 1.0) * brain).astype(np.float32)
 
 
@@ -176,7 +191,8 @@ def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (
     crop = {k: v[box] for k, v in images.items()}
     check_cancel(cancel)
     report(progress, 0.1, "PCNN: hyperintensity")
-    stimulus = hyperintensity(crop, brain, list(p["sequences"]), list(p["weights"]), float(p["z_max"]))
+    stimulus = hyperintensity(crop, brain, list(p["sequences"]), list(p["weights"]), float(p["z_max"]),
+                              int(p["slice_window"]))
     report(progress, 0.3, "PCNN: firing")
     candidate = first_wave(stimulus, brain, p["spcnn"], int(p["max_iterations"]), cancel=cancel)
     check_cancel(cancel)

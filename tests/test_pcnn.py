@@ -138,5 +138,5 @@ def test_slice_window_removes_slow_drift():
     image += np.linspace(0, 30, 40, dtype=np.float32)[:, None, None]  # slow inferior-superior drift
     brain = np.ones(image.shape, bool)
     global_z, local_z = robust_z(image, brain), robust_z(image, brain, slice_window=9)
-    assert global_z[-1].mean() > 1.0  # the bright end looks hyperintense with one global median
-    assert abs(local_z[-1].mean()) < 0.5
+    assert global_z[-1].mean() > 0.8  # the bright end looks hyperintense with one global median
+    assert abs(local_z[-1].mean()) < 0.2

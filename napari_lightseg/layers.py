@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import CLASS_COLORS, SEQUENCE_TITLES, Geometry, Study
+from .io import CLASS_COLORS, SEQUENCE_TITLES, SEQUENCES, Geometry, Study, StudyError, role_of
 
 METADATA_KEY = "lightseg"
 AXIS_LABELS = ("I→S", "A→P", "R→L")
@@ -106,8 +106,6 @@ def boxes_layers(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]],
 
 def sequence_layers(layers) -> dict[str, list[str]]:
     """For each sequence, the names of image layers that hold it (the plugin's own tag first)."""
-    from .io import SEQUENCES, role_of
-
     found: dict[str, list[str]] = {s: [] for s in SEQUENCES}
     for layer in layers:
         if getattr(layer, "_type_string", "") != "image" or np.ndim(layer.data) != 3:
@@ -120,8 +118,6 @@ def sequence_layers(layers) -> dict[str, list[str]]:
 
 def study_from_layers(layers, chosen: dict[str, str]) -> Study:
     """A Study built from image layers chosen per sequence (names); they must share one grid."""
-    from .io import StudyError
-
     images, geometry, name = {}, None, ""
     for seq, layer_name in chosen.items():
         if not layer_name:

@@ -86,3 +86,20 @@ def test_shipped_model_on_sample(card):
     result = engine.run(study, card, threads=2)
     assert result.labels.shape == study.shape
     assert result.volumes_ml["WT"] > 0.0
+
+
+def test_torch_backend_matches_onnxruntime():
+    """The FP32 PyTorch reference (rebuilt from the ONNX file) gives the ONNX Runtime labels."""
+    pytest.importorskip("torch")
+    from napari_lightseg._sample_data import make_sample_study
+    from napari_lightseg.models import get_card
+
+    fp32 = [c for c in CNN_CARDS if c.precision == "fp32"]
+    if not fp32 or not available_backends(fp32[0]).get("torch", (False, ""))[0]:
+        pytest.skip("torch backend unavailable here")
+    card = min(fp32, key=lambda c: c.flops_per_slice or 0)
+    study = make_sample_study(0)
+    ort_labels = engine.run(study, card, "onnxruntime", threads=2).labels
+    torch_result = engine.run(study, get_card(card.name), "torch", threads=2)
+    assert torch_result.backend == "torch"
+    assert (torch_result.labels == ort_labels).mean() > 0.999

@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from .io.labels import CLASS_NAMES
 from .metrics import voxel_ml
+from .preprocess import bounding_box
 
 _FACES = 1  # scipy's connectivity rank: face neighbours only (6 in 3D)
 _FULL = 3  # faces, edges and corners (26 in 3D)
@@ -102,12 +103,6 @@ def interpolate_class(labels: np.ndarray, label: int, first: int, last: int,
     return out
 
 
-def _tumour_box(labels: np.ndarray) -> tuple[slice, ...]:
-    """Bounding box of all tumour voxels (the whole array if none): components never leave it."""
-    found = ndimage.find_objects((labels > 0).astype(np.uint8))
-    return found[0] if found else (slice(None),) * labels.ndim
-
-
 def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     """Component ids (0 = outside) and the voxel count of each id."""
     structure = ndimage.generate_binary_structure(mask.ndim, connectivity)
@@ -123,7 +118,7 @@ def remove_small_components(labels: np.ndarray, min_ml: float, spacing: tuple[fl
     otherwise components of the whole tumour (only islands apart from the tumour go).
     """
     out = np.array(labels, copy=True)
-    view = out[_tumour_box(out)]
+    view = out[bounding_box(out > 0)]
     min_voxels = float(min_ml) / voxel_ml(spacing)
     masks = [view == c for c in CLASS_NAMES] if per_class else [view > 0]
     for mask in masks:
@@ -189,7 +184,7 @@ def shrink_class(labels: np.ndarray, label: int, voxels: int = 1) -> np.ndarray:
 def keep_largest_component(labels: np.ndarray, connectivity: int = _FULL) -> np.ndarray:
     """Keep the largest connected component of the whole tumour (all classes in it); clear the rest."""
     out = np.array(labels, copy=True)
-    view = out[_tumour_box(out)]
+    view = out[bounding_box(out > 0)]
     ids, sizes = _components(view > 0, connectivity)
     if sizes.size <= 2:  # no tumour, or a single component
         return out

@@ -21,7 +21,8 @@ from .backends import get_backend, parse_backend
 from .io import Geometry, Study, load_study
 from .metrics import class_volumes_ml, voxel_ml
 from .models import ModelCard
-from .preprocess import prepare, uncrop
+from .correction import remove_small_components
+from .preprocess import bounding_box, prepare, uncrop
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 
 MIN_COMPONENT_ML = 0.1
@@ -112,7 +113,7 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     t = time.perf_counter()
     spacing = study.geometry.spacing
     if postprocess:
-        labels = drop_small_components(labels, spacing)
+        labels = remove_small_components(labels, MIN_COMPONENT_ML, spacing, per_class=False)
     detections = find_components(labels, spacing)
     volumes = class_volumes_ml(labels, spacing)
     timings["postprocess"] = time.perf_counter() - t
@@ -149,34 +150,11 @@ def _infer_slices(model, image: np.ndarray, batch: int, progress: ProgressCallba
     return out
 
 
-def _tumour_box(labels: np.ndarray) -> tuple[slice, ...] | None:
-    """Bounding box (1-voxel margin) of all tumour voxels: component work happens only there."""
-    found = ndimage.find_objects((labels > 0).astype(np.uint8))
-    if not found:
-        return None
-    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(found[0], labels.shape))
-
-
-def drop_small_components(labels: np.ndarray, spacing: tuple[float, ...], min_ml: float = MIN_COMPONENT_ML) -> np.ndarray:
-    """Remove whole-tumour components (26-connected) smaller than ``min_ml``."""
-    box = _tumour_box(labels)
-    if box is None:
-        return labels
-    components, n = ndimage.label(labels[box] > 0, structure=np.ones((3, 3, 3)))
-    small = np.bincount(components.ravel()) * voxel_ml(spacing) < min_ml
-    small[0] = False
-    if not small.any():
-        return labels
-    out = labels.copy()
-    out[box][small[components]] = 0
-    return out
-
-
 def find_components(labels: np.ndarray, spacing: tuple[float, ...]) -> list[Detection]:
     """One detection per 26-connected tumour component, largest first (display voxel indices)."""
-    box = _tumour_box(labels)
-    if box is None:
+    if not labels.any():
         return []
+    box = bounding_box(labels > 0, margin=1)
     offset = np.array([s.start for s in box])
     components, _ = ndimage.label(labels[box] > 0, structure=np.ones((3, 3, 3)))
     found = []

@@ -5,6 +5,7 @@ import numpy as np
 from scipy import ndimage
 
 from .io.labels import CLASS_NAMES, REGIONS, region_mask
+from .preprocess import bounding_box
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,21 +42,12 @@ def hd95(a: np.ndarray, b: np.ndarray, spacing: tuple[float, ...] | None = None)
     # Restrict to the joint bounding box (plus a margin) for speed. Results are unchanged: every
     # voxel just outside the box is background, which is what border_value=0 assumes, and the
     # Euclidean distance transform is exact within the box since all surface voxels lie in it.
-    box = _joint_box(a | b, margin=1)
+    box = bounding_box(a | b, margin=1)
     a, b = a[box], b[box]
     sa, sb = _surface(a), _surface(b)
     dist_to_b = ndimage.distance_transform_edt(~sb, sampling=spacing)
     dist_to_a = ndimage.distance_transform_edt(~sa, sampling=spacing)
     return float(np.percentile(np.concatenate([dist_to_b[sa], dist_to_a[sb]]), 95))
-
-
-def _joint_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(i for i in range(mask.ndim) if i != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(int(idx[0]) - margin, 0), int(idx[-1]) + 1 + margin))
-    return tuple(box)
 
 
 def voxel_ml(spacing: tuple[float, ...]) -> float:

@@ -188,7 +188,7 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
     brain_full = brain_mask(images)
     if not brain_full.any():
         return Detection(None)
-    box = bounding_box(brain_full)
+    box = bounding_box(brain_full, margin=1)
     brain, tumour = brain_full[box], tumour[box]
     crop = {k: v[box] for k, v in images.items()}
     stimulus = hyperintensity(crop, brain, list(seg_parameters["sequences"]), list(seg_parameters["weights"]),

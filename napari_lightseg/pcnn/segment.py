@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..progress import CancelCallback, ProgressCallback, check_cancel, report
+from ..preprocess import bounding_box, brain_mask as volume_brain_mask
 from .core import SPCNNParameters, run_spcnn
 
 DEFAULT_PARAMETERS: dict[str, Any] = {
@@ -55,22 +56,7 @@ MIN_SLICE_BRAIN_VOXELS = 2000  # slices with less brain than this borrow their n
 
 def brain_mask(images: dict[str, np.ndarray]) -> np.ndarray:
     """Skull-stripped inputs: the brain is wherever any sequence is non-zero."""
-    mask = np.zeros(next(iter(images.values())).shape, dtype=bool)
-    for image in images.values():
-        mask |= image != 0
-    return mask
-
-
-def bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
-    """Slices of the mask's bounding box grown by ``margin`` voxels (whole array if empty)."""
-    if not mask.any():
-        return tuple(slice(0, n) for n in mask.shape)
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(i for i in range(mask.ndim) if i != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(int(idx[0]) - margin, 0), min(int(idx[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
+    return volume_brain_mask(list(images.values()))
 
 
 def robust_z(image: np.ndarray, brain: np.ndarray, slice_window: int = 0) -> np.ndarray:
@@ -155,7 +141,7 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """2D hole filling in every axial slice at once (a 3D fill misses cores open above/below)."""
     if not mask.any():
         return mask
-    box = bounding_box(mask)
+    box = bounding_box(mask, margin=1)
     out = mask.copy()
     out[box] = ndimage.binary_fill_holes(mask[box], structure=ndimage.generate_binary_structure(2, 1)[None])
     return out
@@ -186,7 +172,7 @@ def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (
     brain_full = brain_mask(images)
     if not brain_full.any():
         return out
-    box = bounding_box(brain_full)
+    box = bounding_box(brain_full, margin=1)
     brain = brain_full[box]
     crop = {k: v[box] for k, v in images.items()}
     check_cancel(cancel)

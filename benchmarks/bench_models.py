@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from napari_lightseg import engine
 from napari_lightseg.backends import available_backends
 from napari_lightseg.io import load_study

@@ -36,8 +36,8 @@ def main() -> int:
     parameters = get_card(args.card).parameters
     rows = []
     print(f"card {args.card}; threads OMP={os.environ.get('OMP_NUM_THREADS', 'unset')}; cases in {data}\n")
-    print(f"| case | WT Dice | ET Dice | detection hit | segment s | detect s |")
-    print(f"|---|---|---|---|---|---|")
+    print("| case | WT Dice | ET Dice | detection hit | segment s | detect s |")
+    print("|---|---|---|---|---|---|")
     for case in sorted(p for p in data.iterdir() if p.is_dir()):
         study = load_study(case)
         truth = study.labels > 0

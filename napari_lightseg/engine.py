@@ -18,10 +18,10 @@ import numpy as np
 from scipy import ndimage
 
 from .backends import get_backend, parse_backend
+from .correction import remove_small_components
 from .io import Geometry, Study, load_study
 from .metrics import class_volumes_ml, voxel_ml
 from .models import ModelCard
-from .correction import remove_small_components
 from .preprocess import bounding_box, prepare, uncrop
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 

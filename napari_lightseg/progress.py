@@ -1,7 +1,7 @@
 """Progress reporting and cooperative cancel for long work (engine, PCNN), free of Qt."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 ProgressCallback = Callable[[float, str], None]  # (fraction 0..1, message)
 CancelCallback = Callable[[], bool]  # True when the user asked to stop
@@ -11,11 +11,11 @@ class Cancelled(RuntimeError):
     """The user cancelled the run; nothing was produced."""
 
 
-def report(progress: Optional[ProgressCallback], fraction: float, message: str) -> None:
+def report(progress: ProgressCallback | None, fraction: float, message: str) -> None:
     if progress is not None:
         progress(min(max(fraction, 0.0), 1.0), message)
 
 
-def check_cancel(cancel: Optional[CancelCallback]) -> None:
+def check_cancel(cancel: CancelCallback | None) -> None:
     if cancel is not None and cancel():
         raise Cancelled("cancelled by the user")

@@ -43,7 +43,7 @@ def torch_model_from_onnx(path: str | Path, architecture: str) -> torch.nn.Modul
 
     graph = onnx.load(str(path)).graph
     weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
-    norm = "gn" if any(n.op_type == "GroupNormalization" or "InstanceNormalization" == n.op_type for n in graph.node) else "bn"
+    norm = "gn" if any(n.op_type == "GroupNormalization" or n.op_type == "InstanceNormalization" for n in graph.node) else "bn"
     model = build(architecture, norm)
     state = model.state_dict()
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]

@@ -4,8 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_lightseg.correction import (apply_to_layer, diff, fill_holes, grow_class, interpolate_class,
-                                        keep_largest_component, remove_small_components, shrink_class)
+from napari_lightseg.correction import (
+    apply_to_layer,
+    diff,
+    fill_holes,
+    grow_class,
+    interpolate_class,
+    keep_largest_component,
+    remove_small_components,
+    shrink_class,
+)
 
 
 def _disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:

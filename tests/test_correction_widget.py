@@ -5,14 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import blob_study
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_lightseg._qt import correction_widget as cw
 from napari_lightseg._qt.correction_widget import CorrectionWidget, unsaved_layers
 from napari_lightseg._reader import read_study
 from napari_lightseg.layers import lightseg_metadata, study_layers
-
-from helpers import blob_study
 
 pytestmark = pytest.mark.viewer
 TRUTH = "blob ground truth"

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import blob_study, tiny_onnx_card
 
 from napari_lightseg import engine
-from napari_lightseg.correction import remove_small_components
 from napari_lightseg.backends import available_backends, backend_choices, parse_backend
+from napari_lightseg.correction import remove_small_components
 from napari_lightseg.models import list_cards
 from napari_lightseg.progress import Cancelled
-
-from helpers import blob_study, tiny_onnx_card
 
 pytest.importorskip("onnx")
 

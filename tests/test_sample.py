@@ -45,7 +45,7 @@ def test_study_is_well_formed(sample) -> None:
     for seq in SEQUENCES:
         image = sample.images[seq]
         assert image.dtype == np.float32 and image.shape == sample.shape
-        assert np.array_equal(image, np.rint(image)) and 0 <= image.min() and image.max() < 2000
+        assert np.array_equal(image, np.rint(image)) and image.min() >= 0 and image.max() < 2000
         assert np.count_nonzero(image[brain]) > 0.999 * brain.sum()  # one brain mask for all sequences
     assert sample.labels.dtype == np.uint8 and sample.labels.shape == sample.shape
 

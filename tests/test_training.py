@@ -20,7 +20,7 @@ from src_models.train import train  # noqa: E402
 def synthetic_case():
     from napari_lightseg._sample_data import make_sample_study
     from napari_lightseg.io import SEQUENCES
-    from napari_lightseg.preprocess import prepare, uncrop
+    from napari_lightseg.preprocess import prepare
 
     study = make_sample_study(0)
     image, crop = prepare([study.images[s] for s in SEQUENCES])

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-
 import napari
+import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import engine
 from ..backends import backend_choices

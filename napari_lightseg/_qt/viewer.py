@@ -11,7 +11,7 @@ def open_viewer(case: str | None = None, sample: bool = False, model: str | None
     from .. import engine
     from .._reader import read_study
     from .._sample_data import sample_glioma
-    from ..layers import study_from_layers, sequence_layers
+    from ..layers import sequence_layers, study_from_layers
     from ..models import get_card
     from .segment_widget import SegmentWidget
     from .view3d import show_3d

@@ -1,5 +1,16 @@
 """Study I/O: naming conventions, NIfTI load/save with orientation, label conventions."""
-from .labels import CLASS_COLORS, CLASS_NAMES, CLASSES, CONVENTIONS, DEFAULT_CONVENTION, REGIONS, LabelError, from_internal, region_mask, to_internal
+from .labels import (
+    CLASS_COLORS,
+    CLASS_NAMES,
+    CLASSES,
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    REGIONS,
+    LabelError,
+    from_internal,
+    region_mask,
+    to_internal,
+)
 from .naming import SEQUENCE_TITLES, SEQUENCES, StudyError, StudyFiles, discover, is_nifti, role_of
 from .nifti import DISPLAY_AXCODES, Geometry, load_nifti, save_nifti_like
 from .study import Study, load_labels, load_study

@@ -35,7 +35,7 @@ class Geometry:
     ornt: np.ndarray  # disk -> display (nibabel orientation transform)
 
     @classmethod
-    def from_image(cls, img: nib.Nifti1Image) -> "Geometry":
+    def from_image(cls, img: nib.Nifti1Image) -> Geometry:
         affine = np.asarray(img.affine, dtype=np.float64)
         ornt = ornt_transform(io_orientation(affine), axcodes2ornt(DISPLAY_AXCODES))
         header = nib.Nifti1Header.from_header(img.header)
@@ -68,12 +68,12 @@ class Geometry:
     def display_shape(self) -> tuple[int, int, int]:
         return tuple(self.disk_shape[int(i)] for i in np.argsort(self.ornt[:, 0]))
 
-    def same_grid(self, other: "Geometry") -> bool:
+    def same_grid(self, other: Geometry) -> bool:
         return self.disk_shape == other.disk_shape and np.allclose(
             self.affine, other.affine, atol=AFFINE_TOLERANCE_MM
         )
 
-    def describe_difference(self, other: "Geometry") -> str:
+    def describe_difference(self, other: Geometry) -> str:
         if self.disk_shape != other.disk_shape:
             return f"shape {self.disk_shape} vs {other.disk_shape}"
         diff = float(np.abs(self.affine - other.affine).max())

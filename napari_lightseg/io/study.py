@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import to_internal, LabelError
+from .labels import LabelError, to_internal
 from .naming import SEQUENCES, StudyError, StudyFiles, discover
 from .nifti import Geometry, load_nifti
 

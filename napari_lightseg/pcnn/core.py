@@ -13,7 +13,6 @@ which orders the voxels by brightness, smoothed by the linking of their neighbou
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 import numpy as np
 from skimage.filters import threshold_otsu
@@ -55,7 +54,7 @@ class SPCNNParameters:
         return asdict(self)
 
     @classmethod
-    def from_image(cls, stimulus: np.ndarray, mask: Optional[np.ndarray] = None) -> "SPCNNParameters":
+    def from_image(cls, stimulus: np.ndarray, mask: np.ndarray | None = None) -> SPCNNParameters:
         """Automatic parameters from a stimulus normalised to [0, 1] (Chen et al. 2011, IEEE TNN 22(6)).
 
         alpha_f = ln(1/sigma)  (sigma: std of the stimulus), beta = (Smax/S' - 1)/6 with S' the Otsu
@@ -89,7 +88,7 @@ class PCNNResult:
 
     first_fire: np.ndarray
     signature: np.ndarray
-    pulses: Optional[np.ndarray] = None
+    pulses: np.ndarray | None = None
 
 
 def linking_input(y: np.ndarray, out: np.ndarray, pad: np.ndarray) -> np.ndarray:
@@ -119,7 +118,7 @@ def _as_stack(stimulus: np.ndarray) -> np.ndarray:
     return s
 
 
-def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback], stop_after_wave: Optional[int],
+def _run(s: np.ndarray, step, iterations: int, cancel: CancelCallback | None, stop_after_wave: int | None,
          keep_pulses: bool = False) -> PCNNResult:
     """Shared loop: ``step(linking) -> fired`` (linking = 2 x W*Y); collects first firing and the signature.
 
@@ -149,7 +148,7 @@ def _run(s: np.ndarray, step, iterations: int, cancel: Optional[CancelCallback],
 
 
 def run_spcnn(stimulus: np.ndarray, params: SPCNNParameters, iterations: int = 12,
-              cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None, keep_pulses: bool = False) -> PCNNResult:
+              cancel: CancelCallback | None = None, stop_after_wave: int | None = None, keep_pulses: bool = False) -> PCNNResult:
     """Simplified PCNN: U[n] = e^-af U[n-1] + S (1 + beta V_L (W*Y[n-1])), Y[n] = U[n] > E[n-1],
     E[n] = e^-ae E[n-1] + V_E Y[n]. ``stimulus`` is a 2D image or a (Z, Y, X) stack in [0, 1]."""
     s = _as_stack(stimulus)
@@ -169,7 +168,7 @@ def run_spcnn(stimulus: np.ndarray, params: SPCNNParameters, iterations: int = 1
 
 
 def run_pcnn(stimulus: np.ndarray, params: PCNNParameters = PCNNParameters(), iterations: int = 12,
-             cancel: Optional[CancelCallback] = None, stop_after_wave: Optional[int] = None, keep_pulses: bool = False) -> PCNNResult:
+             cancel: CancelCallback | None = None, stop_after_wave: int | None = None, keep_pulses: bool = False) -> PCNNResult:
     """Classical PCNN: F[n] = e^-aF F[n-1] + V_F (W*Y) + S, L[n] = e^-aL L[n-1] + V_L (W*Y),
     U = F (1 + beta L), Y[n] = U[n] > E[n-1], E[n] = e^-aE E[n-1] + V_E Y[n]."""
     s = _as_stack(stimulus)

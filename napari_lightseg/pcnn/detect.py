@@ -28,14 +28,15 @@ over the slices whose boxes agree with the median box.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from skimage.segmentation import felzenszwalb
 
 from ..progress import CancelCallback, ProgressCallback, check_cancel, report
 from .core import SPCNNParameters, run_spcnn
-from .segment import DEFAULT_PARAMETERS as SEGMENT_PARAMETERS, bounding_box, brain_mask, hyperintensity, segment_images
+from .segment import DEFAULT_PARAMETERS as SEGMENT_PARAMETERS
+from .segment import bounding_box, brain_mask, hyperintensity, segment_images
 
 DETECT_PARAMETERS: dict[str, Any] = {
     "iterations": 8,
@@ -71,7 +72,7 @@ class SliceBox:
 class Detection:
     """box3d: ((z0, y0, x0), (z1, y1, x1)) inclusive display indices, or None if nothing found."""
 
-    box3d: Optional[tuple[tuple[int, int, int], tuple[int, int, int]]]
+    box3d: tuple[tuple[int, int, int], tuple[int, int, int]] | None
     slice_boxes: list[SliceBox] = field(default_factory=list)
 
     @property
@@ -159,7 +160,7 @@ def window_sums(table: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return table[..., y1, x1] - table[..., y0, x1] - table[..., y1, x0] + table[..., y0, x0]
 
 
-def signature_of(pulses: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+def signature_of(pulses: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Signature of a window of a pulse stack (iterations, H, W): firings per iteration / area."""
     if mask is None:
         return pulses.reshape(len(pulses), -1).sum(1) / float(pulses[0].size)
@@ -175,8 +176,8 @@ def patch_signatures(pulses: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 # ---- the detector ---------------------------------------------------------------------------
 
 def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
-                  parameters: Optional[dict[str, Any]] = None, progress: Optional[ProgressCallback] = None,
-                  cancel: Optional[CancelCallback] = None) -> Detection:
+                  parameters: dict[str, Any] | None = None, progress: ProgressCallback | None = None,
+                  cancel: CancelCallback | None = None) -> Detection:
     """``detect`` on bare display-ordered arrays."""
     p = {**DETECT_PARAMETERS, **(parameters or {})}
     unknown = set(p) - set(DETECT_PARAMETERS)
@@ -219,7 +220,7 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
 
 
 def _best_box(image: np.ndarray, brain: np.ndarray, model: np.ndarray, pulses: np.ndarray,
-              p: dict[str, Any]) -> Optional[tuple[int, int, int, int, float]]:
+              p: dict[str, Any]) -> tuple[int, int, int, int, float] | None:
     """Steps 1-6 on one slice; M is the signature of the slice's segmented (brightest) cluster."""
     boxes = selective_search(image, p["felzenszwalb_scale"], p["felzenszwalb_sigma"], p["felzenszwalb_min_size"],
                              p["histogram_bins"])
@@ -237,7 +238,7 @@ def _best_box(image: np.ndarray, brain: np.ndarray, model: np.ndarray, pulses: n
     return y0, x0, y1, x1, float(distances[best])
 
 
-def combine_boxes(slice_boxes: list[SliceBox]) -> Optional[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+def combine_boxes(slice_boxes: list[SliceBox]) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
     """One 3D box over the slices whose box overlaps the median box (outlier slices drop out)."""
     if not slice_boxes:
         return None
@@ -254,8 +255,8 @@ def combine_boxes(slice_boxes: list[SliceBox]) -> Optional[tuple[tuple[int, int,
             (int(zs.max()), int(sel[:, 2].max()), int(sel[:, 3].max())))
 
 
-def detect(study, parameters: Optional[dict[str, Any]] = None, progress: Optional[ProgressCallback] = None,
-           cancel: Optional[CancelCallback] = None) -> Detection:
+def detect(study, parameters: dict[str, Any] | None = None, progress: ProgressCallback | None = None,
+           cancel: CancelCallback | None = None) -> Detection:
     """Detect the tumour of a loaded ``Study``: a 3D box in display indices, and the per-slice boxes."""
     return detect_images(study.images, study.geometry.spacing, parameters, progress, cancel)
 

@@ -21,13 +21,14 @@
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from ..preprocess import bounding_box
+from ..preprocess import brain_mask as volume_brain_mask
 from ..progress import CancelCallback, ProgressCallback, check_cancel, report
-from ..preprocess import bounding_box, brain_mask as volume_brain_mask
 from .core import SPCNNParameters, run_spcnn
 
 DEFAULT_PARAMETERS: dict[str, Any] = {
@@ -87,8 +88,8 @@ def hyperintensity(images: dict[str, np.ndarray], brain: np.ndarray, sequences: 
     return (np.clip(z / np.float32(z_max), 0.0, 1.0) * brain).astype(np.float32)
 
 
-def first_wave(stimulus: np.ndarray, region: np.ndarray, spcnn: Optional[dict], max_iterations: int,
-               min_wave_fraction: float = 1e-3, cancel: Optional[CancelCallback] = None) -> np.ndarray:
+def first_wave(stimulus: np.ndarray, region: np.ndarray, spcnn: dict | None, max_iterations: int,
+               min_wave_fraction: float = 1e-3, cancel: CancelCallback | None = None) -> np.ndarray:
     """Voxels that fired by the first wave after the pulse (the brightest cluster) inside ``region``.
 
     A wave is an iteration where at least ``min_wave_fraction`` of the stimulated neurons fire:
@@ -159,8 +160,8 @@ def grow(mask: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
 
 
 def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
-                   parameters: Optional[dict[str, Any]] = None, progress: Optional[ProgressCallback] = None,
-                   cancel: Optional[CancelCallback] = None) -> np.ndarray:
+                   parameters: dict[str, Any] | None = None, progress: ProgressCallback | None = None,
+                   cancel: CancelCallback | None = None) -> np.ndarray:
     """``segment`` on bare display-ordered arrays (no Study needed; used by tests and detection)."""
     p = {**DEFAULT_PARAMETERS, **(parameters or {})}
     unknown = set(p) - set(DEFAULT_PARAMETERS)
@@ -201,7 +202,7 @@ def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (
     return out
 
 
-def segment(study, parameters: Optional[dict[str, Any]] = None, progress: Optional[ProgressCallback] = None,
-            cancel: Optional[CancelCallback] = None) -> np.ndarray:
+def segment(study, parameters: dict[str, Any] | None = None, progress: ProgressCallback | None = None,
+            cancel: CancelCallback | None = None) -> np.ndarray:
     """Segment a loaded ``Study``: uint8 internal classes (2 = whole tumour, 3 = ET) in display order."""
     return segment_images(study.images, study.geometry.spacing, parameters, progress, cancel)

@@ -6,7 +6,10 @@ Files use either the BraTS <=2021 convention (1/2/4) or the 2023+ one (1/2/3).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,3 +91,40 @@ def from_internal(classes: np.ndarray, convention: str = DEFAULT_CONVENTION) -> 
 def region_mask(classes: np.ndarray, region: str) -> np.ndarray:
     """Boolean mask of a BraTS region (WT, TC, ET) from internal classes."""
     return np.isin(classes, REGIONS[region])
+
+
+# ---------------------------------------------------------------- label-names sidecar
+SIDECAR_FORMAT = "napari-lightseg labels 1"
+
+
+def sidecar_path(nifti_path: str | Path) -> Path:
+    """``seg.nii.gz`` -> ``seg.json`` (BIDS-style sidecar beside the mask)."""
+    path = Path(nifti_path)
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + ".json")
+
+
+def label_sidecar(convention: str = DEFAULT_CONVENTION, **extra: Any) -> dict[str, Any]:
+    """What a mask's values mean, in the file's convention: names, long names, colours."""
+    if convention not in CONVENTIONS:
+        raise LabelError(f"unknown label convention {convention!r}; use one of {sorted(CONVENTIONS)}")
+    to_file = {internal: value for value, internal in CONVENTIONS[convention].items()}
+    labels = [{"value": 0, "name": "background", "description": "background", "color": None}]
+    labels += [{"value": to_file[c.value], "name": c.name, "description": c.long_name, "color": c.color} for c in CLASSES]
+    return {"format": SIDECAR_FORMAT, "convention": convention, "labels": labels, **extra}
+
+
+def read_label_sidecar(nifti_path: str | Path) -> dict[str, Any] | None:
+    """The sidecar of a mask if one is there and is ours (None otherwise; never raises)."""
+    path = sidecar_path(nifti_path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT or data.get("convention") not in CONVENTIONS:
+        return None
+    return data

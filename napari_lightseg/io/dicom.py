@@ -1,0 +1,431 @@
+"""DICOM input: find the series in a study folder, tell which is FLAIR/T1/T1ce/T2, read them.
+
+A radiologist's study is a folder (nested to any depth) of DICOM series, each sequence on its
+own grid. ``find_dicom_series`` groups files by SeriesInstanceUID from headers alone and marks
+series no model can use (SEG/SR objects, localizers, mixed orientations, several volumes in one
+series, derived images); ``identify_sequences`` picks one series per sequence with the rule table
+below; ``read_series`` reads pixels with SimpleITK/GDCM (true geometry, GDCM's slice order,
+rescale slope/intercept applied) into a ``SeriesVolume``.
+
+Sequence rule table (``SEQUENCE_RULES``, the single source of truth; first matching rule wins).
+Text is SeriesDescription | ProtocolName | SequenceName, upper-cased with ``_-./`` read as spaces.
+"contrast" means a pre-contrast marker is absent and a contrast marker (``+C``, ``C+``, POST, GAD,
+GD, CE, T1C, CONTRAST, KM) is in the text or ContrastBolusAgent is filled in (headers only count
+for T1: scanners often keep the agent in every later series).
+
+====  ==========  ===================================================  =============================
+ #    sequence    condition                                            why
+====  ==========  ===================================================  =============================
+ 1    (none)      DWI/ADC/DTI/perfusion/SWI/T2*/angio/MRS/fMRI keyword  not a structural sequence
+ 2    t1ce        T1 FLAIR keyword, contrast                           GE's T1-weighted FLAIR is T1
+ 3    t1          T1 FLAIR keyword                                     GE's T1-weighted FLAIR is T1
+ 4    flair       FLAIR / DARK FLUID / T2F keyword                     fluid-suppressed T2
+ 5    t1ce        T1 keyword (T1, T1W, MPRAGE, SPGR, BRAVO, TFE, VIBE)  T1 with contrast
+                  + contrast
+ 6    t1          T1 keyword                                           T1 without contrast
+ 7    t2          T2 keyword (T2, T2W)                                 T2 (FLAIR, T2* handled above)
+ 8    t1ce        contrast keyword in text, TR <= 1000 ms              short-TR post-contrast
+ 9    flair       InversionTime 1500-3500 ms, TR >= 4000 ms            fluid-nulling inversion (header)
+ 10   t1ce        InversionTime 600-1300 ms, TR <= 3000 ms, contrast   IR-prepared T1 (MPRAGE-like)
+ 11   t1          InversionTime 600-1300 ms, TR <= 3000 ms             IR-prepared T1 (MPRAGE-like)
+ 12   t1ce        TR <= 1000 ms, TE <= 30 ms, contrast                 short TR/TE: T1 weighting
+ 13   t1          TR <= 1000 ms, TE <= 30 ms                           short TR/TE: T1 weighting
+ 14   t2          TR >= 2000 ms, TE >= 70 ms, no inversion             long TR/TE: T2 weighting
+====  ==========  ===================================================  =============================
+
+The matched rule is recorded in the series' ``notes``. Two candidates for one sequence, or none,
+is a ``StudyError`` listing the series; ``overrides`` (sequence -> SeriesInstanceUID or
+SeriesNumber; CLI ``--sequence flair=UID_OR_NUMBER``) settle it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .naming import SEQUENCE_TITLES, SEQUENCES, StudyError
+from .series import SeriesVolume
+
+# Header fields read when grouping (reading only these keeps a 5000-file study fast).
+_HEADER_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
+    "ProtocolName", "SequenceName", "Modality", "ImageType", "Rows", "Columns", "PixelSpacing", "SliceThickness",
+    "ImagePositionPatient", "ImageOrientationPatient", "RepetitionTime", "EchoTime", "InversionTime",
+    "ContrastBolusAgent", "ContrastBolusRoute", "NumberOfFrames", "MediaStorageSOPClassUID", "PatientID",
+]
+IMAGE_MODALITIES = {"MR", "CT", "PT", "OT"}
+MIN_SLICES = 10  # fewer slices: a localizer/scout or a partial acquisition
+_JUNK_NAMES = {"dicomdir", ".ds_store", "thumbs.db", "desktop.ini", "lockfile", "version"}
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass
+class SeriesInfo:
+    """One DICOM series as seen from its headers (no pixels): what a series table shows."""
+
+    series_uid: str
+    series_number: int | None
+    description: str
+    protocol: str
+    sequence_name: str
+    modality: str
+    image_type: tuple[str, ...]
+    files: tuple[str, ...]  # as found on disk (unsorted); ``read_series`` returns them in slice order
+    size: tuple[int, int, int]  # columns, rows, distinct slice positions (x, y, z)
+    spacing: tuple[float, float, float]  # column, row, slice spacing in mm (slice: from positions)
+    study_uid: str = ""
+    patient_id: str = ""
+    repetition_time: float | None = None  # ms
+    echo_time: float | None = None
+    inversion_time: float | None = None
+    contrast_agent: str = ""  # ContrastBolusAgent / ContrastBolusRoute, when filled in
+    usable: bool = True
+    reason: str = ""  # why not usable
+    sequence: str | None = None  # identified role
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        """The deepest folder holding all the series' files."""
+        return os.path.commonpath([str(Path(f).parent) for f in self.files]) if self.files else ""
+
+    def describe(self) -> str:
+        """Compact line for tables and messages: number, description, size."""
+        number = f"#{self.series_number} " if self.series_number is not None else ""
+        name = self.description or self.protocol or self.series_uid
+        size = "x".join(str(v) for v in self.size)
+        return f"{number}'{name}' {self.modality} {size}"
+
+    def text(self) -> str:
+        """What the rule table's keywords are searched in."""
+        raw = " | ".join(t for t in (self.description, self.protocol, self.sequence_name) if t)
+        return re.sub(r"[_\-./\\]+", " ", raw.upper())
+
+
+# ------------------------------------------------------------------------------------ rule table
+_T1 = r"\bT1|MPRAGE|MP ?RAGE|\bSPGR|\bFSPGR|BRAVO|\bTFE\b|\bVIBE\b"
+_CONTRAST = r"\+ ?C\b|\bC ?\+|\+ ?GD|\bPOST(?!ERIOR)|\bGAD|\bGADO|\bGD\b|\bCE\b|T1 ?CE\b|\bT1C\b|\bT1 ?GD|CONTRAST|\bKM\b"
+_PRE_CONTRAST = r"\bPRE\b|\bPRE ?(C|GD|GAD|CONTRAST)|NATIVE?\b|\bNON ?CONTRAST|\bW ?O\b|WITHOUT|\bOHNE\b"
+_NOT_STRUCTURAL = r"\bDWI|DIFFUSION|\bADC\b|\bTRACE\b|\bDTI\b|\bPERF|\bDSC\b|\bDCE\b|\bSWI|\bSWAN|T2 ?\*|T2 ?STAR|\bT2 ?FFE\b|ANGIO|\bTOF\b|\bMRA\b|SPECTRO|\bMRS\b|\bBOLD|\bFMRI|\bASL\b|\bMIP\b"
+
+
+@dataclass(frozen=True)
+class SequenceRule:
+    """A row of the rule table: every condition given must hold; ``sequence`` None rejects the series."""
+
+    sequence: str | None
+    why: str
+    text: str | None = None  # regex that must occur in SeriesInfo.text()
+    contrast: bool | None = None  # contrast given (True) / required absent (False) / not considered (None)
+    contrast_headers: bool = True  # whether ContrastBolusAgent counts as contrast evidence
+    tr_ms: tuple[float, float] | None = None
+    te_ms: tuple[float, float] | None = None
+    ti_ms: tuple[float, float] | None = None  # inversion time range; (0, 0) means: no inversion
+
+
+_ANY = (0.0, float("inf"))
+SEQUENCE_RULES: tuple[SequenceRule, ...] = (
+    SequenceRule(None, "not a structural sequence (diffusion, perfusion, SWI/T2*, angio, spectroscopy, fMRI)",
+                 text=_NOT_STRUCTURAL),
+    SequenceRule("t1ce", "T1 FLAIR keyword with contrast (T1-weighted inversion recovery)", text=r"T1 ?FLAIR", contrast=True),
+    SequenceRule("t1", "T1 FLAIR keyword (T1-weighted inversion recovery)", text=r"T1 ?FLAIR"),
+    SequenceRule("flair", "FLAIR / dark-fluid keyword", text=r"FLAIR|DARK ?FLUID|\bT2F\b"),
+    SequenceRule("t1ce", "T1 keyword with contrast", text=_T1, contrast=True),
+    SequenceRule("t1", "T1 keyword without contrast", text=_T1),
+    SequenceRule("t2", "T2 keyword", text=r"\bT2\b|\bT2W|\bT2 ?(TSE|FSE|SE)\b"),
+    SequenceRule("t1ce", "contrast keyword and short TR", text=_CONTRAST, contrast=True, contrast_headers=False,
+                 tr_ms=(0.0, 1000.0)),
+    SequenceRule("flair", "InversionTime 1500-3500 ms with long TR (fluid nulling)", ti_ms=(1500.0, 3500.0),
+                 tr_ms=(4000.0, float("inf"))),
+    SequenceRule("t1ce", "InversionTime 600-1300 ms, TR <= 3000 ms (IR-prepared T1) with contrast",
+                 ti_ms=(600.0, 1300.0), tr_ms=(0.0, 3000.0), contrast=True),
+    SequenceRule("t1", "InversionTime 600-1300 ms, TR <= 3000 ms (IR-prepared T1)", ti_ms=(600.0, 1300.0), tr_ms=(0.0, 3000.0)),
+    SequenceRule("t1ce", "TR <= 1000 ms and TE <= 30 ms (T1 weighting) with contrast", tr_ms=(0.0, 1000.0),
+                 te_ms=(0.0, 30.0), contrast=True),
+    SequenceRule("t1", "TR <= 1000 ms and TE <= 30 ms (T1 weighting)", tr_ms=(0.0, 1000.0), te_ms=(0.0, 30.0)),
+    SequenceRule("t2", "TR >= 2000 ms and TE >= 70 ms without inversion (T2 weighting)", tr_ms=(2000.0, float("inf")),
+                 te_ms=(70.0, float("inf")), ti_ms=(0.0, 0.0)),
+)
+
+
+def _contrast_evidence(info: SeriesInfo, use_headers: bool) -> tuple[bool, str]:
+    text = info.text()
+    if re.search(_PRE_CONTRAST, text):
+        return False, "pre-contrast marker"
+    match = re.search(_CONTRAST, text)
+    if match:
+        return True, f"contrast marker {match.group(0).strip()!r}"
+    if use_headers and info.contrast_agent:
+        return True, f"ContrastBolusAgent {info.contrast_agent!r}"
+    return False, "no contrast marker"
+
+
+def _in_range(value: float | None, bounds: tuple[float, float] | None) -> bool:
+    if bounds is None:
+        return True
+    if bounds == (0.0, 0.0):  # "absent"
+        return value is None or value == 0
+    return value is not None and bounds[0] <= value <= bounds[1]
+
+
+def classify_series(info: SeriesInfo) -> tuple[str | None, str]:
+    """The sequence a series' headers announce (None: not one of ours) and the rule's reason."""
+    text = info.text()
+    for number, rule in enumerate(SEQUENCE_RULES, start=1):
+        if rule.text is not None and not re.search(rule.text, text):
+            continue
+        if not (_in_range(info.repetition_time, rule.tr_ms) and _in_range(info.echo_time, rule.te_ms)
+                and _in_range(info.inversion_time, rule.ti_ms)):
+            continue
+        detail = ""
+        if rule.contrast is not None:
+            given, detail = _contrast_evidence(info, rule.contrast_headers)
+            if given != rule.contrast:
+                continue
+            detail = f"; {detail}"
+        role = SEQUENCE_TITLES.get(rule.sequence, "") if rule.sequence else "not used"
+        return rule.sequence, f"rule {number} -> {role}: {rule.why}{detail}"
+    return None, "no rule matched (no sequence keyword, TR/TE/TI inconclusive)"
+
+
+# ------------------------------------------------------------------------------------ discovery
+def _is_candidate_file(path: Path) -> bool:
+    name = path.name
+    return not (name.startswith(".") or name.startswith("._") or name.lower() in _JUNK_NAMES)
+
+
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return str(value).strip() if value is not None else ""
+
+
+def _number(ds: Any, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_header(path: Path) -> Any | None:
+    """The header of a DICOM file, or None for anything else (never raises for a non-DICOM file)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, EOFError, KeyError):
+        return None
+    meta_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    if meta_class == _DICOMDIR_CLASS or "SeriesInstanceUID" not in ds:
+        return None
+    return ds
+
+
+def _summarize(uid: str, headers: list[tuple[Path, Any]]) -> SeriesInfo:
+    """Build a SeriesInfo from one series' headers, deciding whether a model can use it."""
+    first = headers[0][1]
+    image_type = tuple(str(v).upper() for v in (first.get("ImageType") or ()))
+    number = first.get("SeriesNumber")
+    positions: list[np.ndarray] = []
+    orientations: set[tuple[float, ...]] = set()
+    shapes: set[tuple[int, int]] = set()
+    for _, ds in headers:
+        if "ImagePositionPatient" in ds:
+            positions.append(np.array([float(v) for v in ds.ImagePositionPatient]))
+        if "ImageOrientationPatient" in ds:
+            orientations.add(tuple(round(float(v), 3) for v in ds.ImageOrientationPatient))
+        shapes.add((int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)))
+    rows, columns = next(iter(shapes))
+    pixel_spacing = [float(v) for v in (first.get("PixelSpacing") or (0.0, 0.0))]
+    normal = None
+    if len(orientations) == 1:
+        iop = np.array(next(iter(orientations)))
+        normal = np.cross(iop[:3], iop[3:])
+    projected = np.sort([p @ normal for p in positions]) if normal is not None and positions else np.array([])
+    steps = np.diff(projected)
+    gaps = steps[steps > 1e-3]  # between distinct positions (a repeated position is a second volume/echo)
+    n_positions = int(gaps.size + 1) if projected.size else 0
+    slice_spacing = float(np.median(gaps)) if gaps.size else _number(first, "SliceThickness") or 0.0
+    agent = " ".join(t for t in (_text(first, "ContrastBolusAgent"), _text(first, "ContrastBolusRoute")) if t)
+    info = SeriesInfo(
+        series_uid=uid, series_number=int(number) if number not in (None, "") else None,
+        description=_text(first, "SeriesDescription"), protocol=_text(first, "ProtocolName"),
+        sequence_name=_text(first, "SequenceName"), modality=_text(first, "Modality").upper(), image_type=image_type,
+        files=tuple(str(p) for p, _ in headers), size=(columns, rows, n_positions or len(headers)),
+        spacing=(pixel_spacing[1] if len(pixel_spacing) > 1 else 0.0, pixel_spacing[0], slice_spacing),
+        study_uid=_text(first, "StudyInstanceUID"), patient_id=_text(first, "PatientID"),
+        repetition_time=_number(first, "RepetitionTime"), echo_time=_number(first, "EchoTime"),
+        inversion_time=_number(first, "InversionTime"), contrast_agent=agent,
+    )
+    info.usable, info.reason = True, ""
+    n_frames = int(_number(first, "NumberOfFrames") or 1)
+    problems: list[str] = []
+    if info.modality not in IMAGE_MODALITIES or "Rows" not in first:
+        problems.append(f"not an image series ({info.modality or 'no modality'})")
+    elif n_frames > 1:
+        problems.append(f"multi-frame object ({n_frames} frames in one file; not supported yet)")
+    elif "LOCALIZER" in image_type or re.search(r"LOCALI[SZ]ER|SCOUT|SURVEY|\b3 ?PLANE|\bAAHEAD", info.text()):
+        problems.append("localizer/scout")
+    elif len(orientations) != 1 or len(positions) != len(headers):
+        problems.append(f"{len(orientations)} slice orientations" if len(orientations) > 1 else "slices without geometry")
+    elif len(shapes) > 1:
+        problems.append("slices of different sizes")
+    elif n_positions != len(headers):
+        problems.append(f"{len(headers)} images at {n_positions} positions (several volumes/echoes in one series)")
+    elif n_positions < MIN_SLICES:
+        problems.append(f"only {n_positions} slices (< {MIN_SLICES})")
+    elif gaps.size and (gaps.max() - gaps.min()) > 0.1 * max(abs(slice_spacing), 1e-6):
+        problems.append(f"uneven slice spacing ({gaps.min():.3g}-{gaps.max():.3g} mm: missing slices?)")
+    elif image_type[:1] == ("DERIVED",):
+        problems.append("derived image (reformat/map); select it explicitly to use it")
+    if problems:
+        info.usable, info.reason = False, "; ".join(problems)
+    return info
+
+
+def find_dicom_series(folder: str | Path) -> list[SeriesInfo]:
+    """Every DICOM series under ``folder`` (any depth), from headers only, ordered by series number.
+
+    Non-DICOM files, DICOMDIR and hidden/OS files are skipped. Unusable series are listed with
+    ``usable`` False and a ``reason``.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise StudyError(f"{root}: not a folder")
+    groups: dict[str, list[tuple[Path, Any]]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not _is_candidate_file(path):
+                continue
+            ds = _read_header(path)
+            if ds is not None:
+                groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
+    if not groups:
+        raise StudyError(f"{root}: no DICOM files found")
+    series = [_summarize(uid, headers) for uid, headers in groups.items()]
+    series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.description, s.series_uid))
+    for info in series:
+        if info.usable:
+            info.sequence, why = classify_series(info)
+            info.notes.append(why)
+    return series
+
+
+# ------------------------------------------------------------------------------------ reading
+def _ordered_files(info: SeriesInfo) -> list[str]:
+    """The series' files in slice order, as GDCM sorts them (by position along the slice normal)."""
+    import SimpleITK as sitk
+
+    folders = sorted({str(Path(f).parent) for f in info.files})
+    if len(folders) == 1:
+        ordered = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folders[0], info.series_uid))
+        if len(ordered) == len(info.files):
+            return ordered
+    raise StudyError(f"{info.folder}: series {info.describe()} is split over {len(folders)} folders or holds files "
+                     "GDCM cannot sort; put its files in one folder")
+
+
+def read_series(info: SeriesInfo) -> SeriesVolume:
+    """Pixels of a series with true geometry (LPS), rescale slope/intercept applied, as float32."""
+    import SimpleITK as sitk
+
+    if not info.usable and not info.reason.startswith("derived"):
+        raise StudyError(f"{info.folder}: series {info.describe()} cannot be used: {info.reason}")
+    files = _ordered_files(info)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.SetOutputPixelType(sitk.sitkFloat32)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise StudyError(f"{info.folder}: series {info.describe()} could not be read: {first_line}") from None
+    return SeriesVolume(
+        image=image, source=info.folder, description=info.description or info.protocol, series_uid=info.series_uid,
+        series_number=info.series_number, files=tuple(files), sequence=info.sequence, notes=list(info.notes),
+    )
+
+
+# ------------------------------------------------------------------------------------ identification
+def _series_table(series: Sequence[SeriesInfo]) -> str:
+    rows = []
+    for s in series:
+        role = SEQUENCE_TITLES.get(s.sequence or "", "") if s.usable else f"unusable: {s.reason}"
+        rows.append(f"{s.describe()}{' -> ' + role if role else ''}")
+    return "; ".join(rows)
+
+
+def _select(series: Sequence[SeriesInfo], key: str | int, sequence: str, where: str) -> SeriesInfo:
+    """The series an override names, by SeriesInstanceUID or SeriesNumber."""
+    text = str(key).strip()
+    matches = [s for s in series if s.series_uid == text]
+    if not matches and text.lstrip("-").isdigit():
+        matches = [s for s in series if s.series_number == int(text)]
+    if len(matches) != 1:
+        problem = "matches no series" if not matches else f"matches {len(matches)} series (use the SeriesInstanceUID)"
+        raise StudyError(f"{where}: --sequence {sequence}={text} {problem}; series: {_series_table(series)}")
+    chosen = matches[0]
+    if not chosen.usable and not chosen.reason.startswith("derived"):
+        raise StudyError(f"{where}: --sequence {sequence}={text} names {chosen.describe()}, which cannot be used: {chosen.reason}")
+    return chosen
+
+
+def identify_sequences(
+    series: Sequence[SeriesInfo],
+    overrides: Mapping[str, str | int] | None = None,
+    required: Iterable[str] = SEQUENCES,
+) -> dict[str, SeriesInfo]:
+    """One series per required sequence, by the rule table, with ``overrides`` (sequence -> UID or number) first.
+
+    Raises StudyError (one line listing the series) when a sequence has no candidate or several.
+    """
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(SEQUENCES))
+    where = os.path.commonpath([s.folder for s in series]) if series else "study"
+    if unknown:
+        raise StudyError(f"{where}: unknown sequence(s) {', '.join(unknown)} in overrides; use {', '.join(SEQUENCES)}")
+    chosen: dict[str, SeriesInfo] = {}
+    for sequence, key in overrides.items():
+        info = _select(series, key, sequence, where)
+        info.sequence = sequence
+        info.notes.append(f"chosen as {SEQUENCE_TITLES[sequence]} by override {key}")
+        chosen[sequence] = info
+    taken = {id(s) for s in chosen.values()}
+    for sequence in required:
+        if sequence in chosen:
+            continue
+        candidates = [s for s in series if s.usable and s.sequence == sequence and id(s) not in taken]
+        title = SEQUENCE_TITLES[sequence]
+        if len(candidates) == 1:
+            chosen[sequence] = candidates[0]
+            continue
+        if not candidates:
+            problem = f"no {title} series found"
+        else:
+            problem = f"{len(candidates)} series could be {title} ({', '.join(c.describe() for c in candidates)})"
+        raise StudyError(f"{where}: {problem}; choose one with --sequence {sequence}=SERIES_NUMBER_OR_UID. "
+                         f"Series: {_series_table(series)}")
+    studies = {s.study_uid for s in chosen.values()}
+    if len(studies) > 1:
+        for info in chosen.values():
+            info.notes.append(f"sequences come from {len(studies)} different studies")
+    return chosen
+
+
+def load_dicom_series_volumes(
+    folder: str | Path, overrides: Mapping[str, str | int] | None = None, required: Iterable[str] = SEQUENCES,
+) -> dict[str, SeriesVolume]:
+    """Find, identify and read the sequences of a DICOM study folder (series read in parallel threads)."""
+    chosen = identify_sequences(find_dicom_series(folder), overrides, required)
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(chosen)))) as pool:  # GDCM decoding releases the GIL
+        volumes = dict(zip(chosen, pool.map(read_series, chosen.values())))
+    return volumes

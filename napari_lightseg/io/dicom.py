@@ -246,7 +246,7 @@ def _summarize(uid: str, headers: list[tuple[Path, Any]]) -> SeriesInfo:
     pixel_spacing = [float(v) for v in (first.get("PixelSpacing") or (0.0, 0.0))]
     normal = None
     if len(orientations) == 1:
-        iop = np.array(next(iter(orientations)))
+        iop = np.array([float(v) for v in first.ImageOrientationPatient])  # unrounded: exact slice normal
         normal = np.cross(iop[:3], iop[3:])
     projected = np.sort([p @ normal for p in positions]) if normal is not None and positions else np.array([])
     steps = np.diff(projected)

@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, RLELossless, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from napari_lightseg.io.naming import SEQUENCES, discover
@@ -57,10 +57,12 @@ def write_dicom_series(
     patient_id: str,
     modality: str = "MR",
     extra_tags: Mapping[str, Any] | None = None,
+    compress: bool = False,
 ) -> list[Path]:
     """One MR Image Storage file per slice of ``image`` (any direction); returns the paths in slice order.
 
     File names do not follow slice order, as on real exports, so readers must sort by geometry.
+    ``compress`` stores pixels RLE Lossless (an encapsulated syntax, as PACS exports often use).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,8 @@ def write_dicom_series(
         for keyword, value in extra.items():
             setattr(ds, keyword, value)
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
+        if compress:
+            ds.compress(RLELossless, generate_instance_uid=False)
         # names that do not sort like the slices (real exports use UIDs or acquisition order)
         path = folder / f"IM{(k * 7919 + 13) % 100003:06d}.dcm"
         ds.save_as(path, enforce_file_format=True)

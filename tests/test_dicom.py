@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -19,6 +23,7 @@ from napari_lightseg.io.dicom import (
     find_dicom_series,
     identify_sequences,
     load_dicom_series_volumes,
+    parse_sequence_overrides,
     read_series,
 )
 from napari_lightseg.io.dicom_seg import SEGMENT_CODES, read_dicom_seg, write_dicom_seg
@@ -131,10 +136,12 @@ def test_find_series_without_dicom_is_one_line_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ geometry
-@pytest.mark.parametrize("tilt_deg", [0.0, 25.0])
-def test_geometry_and_voxels_round_trip(tmp_path: Path, tilt_deg: float) -> None:
+@pytest.mark.parametrize(("tilt_deg", "compress"), [(0.0, False), (25.0, False), (25.0, True)])
+def test_geometry_and_voxels_round_trip(tmp_path: Path, tilt_deg: float, compress: bool) -> None:
     image = make_image(tilt_deg=tilt_deg)
-    written = StudyWriter(tmp_path).series("s", "AX T1", 7, image)
+    writer = StudyWriter(tmp_path)
+    written = write_dicom_series(image, tmp_path / "s", description="AX T1", series_number=7, study_uid=writer.study_uid,
+                                 frame_of_reference_uid=writer.frame_uid, patient_id="P1", compress=compress)
 
     volume = read_series(find_dicom_series(tmp_path)[0])
 
@@ -324,3 +331,29 @@ def test_real_case_as_dicom_study(tmp_path: Path, data_root: Path) -> None:
     labels = np.select([truth == 1, truth == 2, truth == 4], [1, 2, 3], 0).astype(np.uint8)
     write_dicom_seg(tmp_path / "seg.dcm", labels, volumes["flair"], model_name="ground-truth")
     assert np.array_equal(read_dicom_seg(tmp_path / "seg.dcm", volumes["flair"]), labels)
+
+
+def test_rule_table_docstring_matches_rules() -> None:
+    """The module docstring documents SEQUENCE_RULES row by row (the table is the single source of truth)."""
+    from napari_lightseg.io import dicom
+
+    rows = re.findall(r"^ (\d+) +(\(none\)|flair|t1ce|t1|t2) ", dicom.__doc__ or "", flags=re.MULTILINE)
+    assert [(int(n), None if s == "(none)" else s) for n, s in rows] == [
+        (i, rule.sequence) for i, rule in enumerate(dicom.SEQUENCE_RULES, start=1)
+    ]
+
+
+def test_parse_sequence_overrides() -> None:
+    assert parse_sequence_overrides(["FLAIR=5", "t2 = 1.2.840.99"]) == {"flair": "5", "t2": "1.2.840.99"}
+    with pytest.raises(StudyError, match=r"--sequence 'dwi=3': expected SEQUENCE=SERIES_NUMBER_OR_UID"):
+        parse_sequence_overrides(["dwi=3"])
+    with pytest.raises(StudyError, match="flair is given twice"):
+        parse_sequence_overrides(["flair=3", "flair=4"])
+
+
+def test_io_import_stays_light() -> None:
+    """SimpleITK and highdicom load only when DICOM is used: ``import napari_lightseg.io`` stays fast."""
+    code = "import sys, napari_lightseg.io; print(sorted(m for m in ('SimpleITK', 'highdicom') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "[]"

@@ -102,6 +102,17 @@ class SeriesInfo:
         size = "x".join(str(v) for v in self.size)
         return f"{number}'{name}' {self.modality} {size}"
 
+    def as_row(self) -> dict[str, Any]:
+        """The series as a table row (widget table, CLI listing, JSON report)."""
+        return {
+            "number": self.series_number, "description": self.description, "protocol": self.protocol,
+            "modality": self.modality, "size": "x".join(str(v) for v in self.size),
+            "spacing_mm": "x".join(f"{v:.3g}" for v in self.spacing), "image_type": "\\".join(self.image_type),
+            "tr_ms": self.repetition_time, "te_ms": self.echo_time, "ti_ms": self.inversion_time,
+            "contrast": self.contrast_agent, "sequence": self.sequence, "usable": self.usable,
+            "reason": self.reason or "; ".join(self.notes), "files": len(self.files), "series_uid": self.series_uid,
+        }
+
     def text(self) -> str:
         """What the rule table's keywords are searched in."""
         raw = " | ".join(t for t in (self.description, self.protocol, self.sequence_name) if t)
@@ -377,6 +388,21 @@ def _select(series: Sequence[SeriesInfo], key: str | int, sequence: str, where: 
     if not chosen.usable and not chosen.reason.startswith("derived"):
         raise StudyError(f"{where}: --sequence {sequence}={text} names {chosen.describe()}, which cannot be used: {chosen.reason}")
     return chosen
+
+
+def parse_sequence_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["flair=5", "t2=1.2.840..."]`` (CLI ``--sequence``) -> {"flair": "5", "t2": "1.2.840..."}."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        sequence, sep, key = item.partition("=")
+        sequence, key = sequence.strip().lower(), key.strip()
+        if not sep or not key or sequence not in SEQUENCES:
+            raise StudyError(f"--sequence {item!r}: expected SEQUENCE=SERIES_NUMBER_OR_UID with SEQUENCE one of "
+                             f"{', '.join(SEQUENCES)}")
+        if sequence in overrides:
+            raise StudyError(f"--sequence {item!r}: {sequence} is given twice")
+        overrides[sequence] = key
+    return overrides
 
 
 def identify_sequences(

@@ -131,9 +131,10 @@ def write_dicom_series(
         ds.BitsStored = 16
         ds.HighBit = 15
         ds.PixelRepresentation = 1
-        ds.RescaleSlope = _ds(slope)
-        ds.RescaleIntercept = _ds(intercept)
-        ds.RescaleType = "US"
+        if (slope, intercept) != (1.0, 0.0):  # not in the MR IOD, but scanners (Philips) write it and readers apply it
+            ds.RescaleSlope = _ds(slope)
+            ds.RescaleIntercept = _ds(intercept)
+            ds.RescaleType = "US"
         for keyword, value in extra.items():
             setattr(ds, keyword, value)
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()

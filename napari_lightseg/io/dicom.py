@@ -5,7 +5,8 @@ own grid. ``find_dicom_series`` groups files by SeriesInstanceUID from headers a
 series no model can use (SEG/SR objects, localizers, mixed orientations, several volumes in one
 series, derived images); ``identify_sequences`` picks one series per sequence with the rule table
 below; ``read_series`` reads pixels with SimpleITK/GDCM (true geometry, GDCM's slice order,
-rescale slope/intercept applied) into a ``SeriesVolume``.
+rescale slope/intercept applied) into a ``SeriesVolume``. An enhanced multi-frame object (one
+file) is read with highdicom, which sorts its frames by position (GDCM keeps stored order).
 
 Sequence rule table (``SEQUENCE_RULES``, the single source of truth; first matching rule wins).
 Text is SeriesDescription | ProtocolName | SequenceName, upper-cased with ``_-./`` read as spaces.

@@ -162,11 +162,16 @@ def test_rescale_slope_and_intercept_are_applied(tmp_path: Path) -> None:
     scaled.CopyInformation(image)
     files = StudyWriter(tmp_path).series("s", "AX T2", 3, scaled)
     assert float(pydicom.dcmread(files[0]).RescaleSlope) != 1.0
+    for path in files[::3]:  # a different slope on some slices (Philips scales each slice)
+        ds = pydicom.dcmread(path)
+        ds.RescaleSlope = f"{float(ds.RescaleSlope) * 2:.12g}"
+        ds.PixelData = (ds.pixel_array // 2).astype(np.int16).tobytes()
+        ds.save_as(path)
 
     volume = read_series(find_dicom_series(tmp_path)[0])
 
     slope = (values.max() - values.min()) / 32767
-    assert np.abs(sitk.GetArrayFromImage(volume.image) - values).max() <= slope
+    assert np.abs(sitk.GetArrayFromImage(volume.image) - values).max() <= 2.5 * slope
 
 
 # ------------------------------------------------------------------------------ identification

@@ -63,11 +63,11 @@ def four_sequences(root: Path) -> StudyWriter:
     return writer
 
 
-def info(description="", protocol="", tr=None, te=None, ti=None, agent="") -> SeriesInfo:
+def info(description="", protocol="", tr=None, te=None, ti=None, agent="", scanning=("SE",)) -> SeriesInfo:
     return SeriesInfo(series_uid=generate_uid(), series_number=1, description=description, protocol=protocol,
                       sequence_name="", modality="MR", image_type=("ORIGINAL", "PRIMARY"), files=("/x/1.dcm",),
                       size=(256, 256, 24), spacing=(1.0, 1.0, 5.0), repetition_time=tr, echo_time=te, inversion_time=ti,
-                      contrast_agent=agent)
+                      contrast_agent=agent, scanning_sequence=scanning)
 
 
 # ------------------------------------------------------------------------------ discovery
@@ -202,6 +202,15 @@ def test_rescale_slope_and_intercept_are_applied(tmp_path: Path) -> None:
     (info("series 9", tr=450.0, te=15.0), "t1"),
     (info("series 10", tr=4500.0, te=100.0), "t2"),
     (info("series 11", tr=1500.0, te=50.0), None),
+    (info("sT1W_3D_TFE"), "t1"),
+    (info("3DT1_POST"), "t1ce"),
+    (info("t1_mprage_sag_p2_iso"), "t1"),
+    (info("sT2W_TSE"), "t2"),
+    (info("T2W_FLAIR"), "flair"),
+    (info("SAG T10 SPINE"), None),
+    (info("ep2d_diff_mddw", tr=5000.0, te=90.0, scanning=("EP",)), None),
+    (info("series 12", tr=5000.0, te=90.0, scanning=("EP",)), None),
+    (info("ASSET calibration", tr=150.0, te=1.5, scanning=("GR",)), None),
 ])
 def test_rule_table(series: SeriesInfo, expected: str | None) -> None:
     sequence, why = classify_series(series)

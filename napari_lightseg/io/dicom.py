@@ -17,21 +17,23 @@ for T1: scanners often keep the agent in every later series).
 ====  ==========  ===================================================  =============================
  #    sequence    condition                                            why
 ====  ==========  ===================================================  =============================
- 1    (none)      DWI/ADC/DTI/perfusion/SWI/T2*/angio/MRS/fMRI keyword  not a structural sequence
+ 1    (none)      DWI/ADC/DTI/EPI/perfusion/SWI/T2*/angio/MRS/fMRI/     not a structural sequence
+                  calibration keyword
  2    t1ce        T1 FLAIR keyword, contrast                           GE's T1-weighted FLAIR is T1
  3    t1          T1 FLAIR keyword                                     GE's T1-weighted FLAIR is T1
  4    flair       FLAIR / DARK FLUID / T2F keyword                     fluid-suppressed T2
- 5    t1ce        T1 keyword (T1, T1W, MPRAGE, SPGR, BRAVO, TFE, VIBE)  T1 with contrast
+ 5    t1ce        T1 keyword (T1, T1W, MPRAGE, SPGR, BRAVO, TFE, VIBE) T1 with contrast
                   + contrast
  6    t1          T1 keyword                                           T1 without contrast
  7    t2          T2 keyword (T2, T2W)                                 T2 (FLAIR, T2* handled above)
- 8    t1ce        contrast keyword in text, TR <= 1000 ms              short-TR post-contrast
- 9    flair       InversionTime 1500-3500 ms, TR >= 4000 ms            fluid-nulling inversion (header)
- 10   t1ce        InversionTime 600-1300 ms, TR <= 3000 ms, contrast   IR-prepared T1 (MPRAGE-like)
- 11   t1          InversionTime 600-1300 ms, TR <= 3000 ms             IR-prepared T1 (MPRAGE-like)
- 12   t1ce        TR <= 1000 ms, TE <= 30 ms, contrast                 short TR/TE: T1 weighting
- 13   t1          TR <= 1000 ms, TE <= 30 ms                           short TR/TE: T1 weighting
- 14   t2          TR >= 2000 ms, TE >= 70 ms, no inversion             long TR/TE: T2 weighting
+ 8    (none)      ScanningSequence EP (echo planar), no keyword above  diffusion/perfusion/fMRI
+ 9    t1ce        contrast keyword in text, TR <= 1000 ms              short-TR post-contrast
+ 10   flair       InversionTime 1500-3500 ms, TR >= 4000 ms            fluid-nulling inversion (header)
+ 11   t1ce        InversionTime 600-1300 ms, TR <= 3000 ms, contrast   IR-prepared T1 (MPRAGE-like)
+ 12   t1          InversionTime 600-1300 ms, TR <= 3000 ms             IR-prepared T1 (MPRAGE-like)
+ 13   t1ce        TR <= 1000 ms, TE <= 30 ms, contrast                 short TR/TE: T1 weighting
+ 14   t1          TR <= 1000 ms, TE <= 30 ms                           short TR/TE: T1 weighting
+ 15   t2          TR >= 2000 ms, TE >= 70 ms, no inversion             long TR/TE: T2 weighting
 ====  ==========  ===================================================  =============================
 
 The matched rule is recorded in the series' ``notes``. Two candidates for one sequence, or none,
@@ -56,7 +58,7 @@ from .series import SeriesVolume
 # Header fields read when grouping (reading only these keeps a 5000-file study fast).
 _HEADER_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
-    "ProtocolName", "SequenceName", "Modality", "ImageType", "Rows", "Columns", "PixelSpacing", "SliceThickness",
+    "ProtocolName", "SequenceName", "ScanningSequence", "Modality", "ImageType", "Rows", "Columns", "PixelSpacing", "SliceThickness",
     "ImagePositionPatient", "ImageOrientationPatient", "RepetitionTime", "EchoTime", "InversionTime",
     "ContrastBolusAgent", "ContrastBolusRoute", "NumberOfFrames", "MediaStorageSOPClassUID", "PatientID",
 ]
@@ -86,6 +88,7 @@ class SeriesInfo:
     echo_time: float | None = None
     inversion_time: float | None = None
     contrast_agent: str = ""  # ContrastBolusAgent / ContrastBolusRoute, when filled in
+    scanning_sequence: tuple[str, ...] = ()  # ScanningSequence: SE, IR, GR, EP, RM
     usable: bool = True
     reason: str = ""  # why not usable
     sequence: str | None = None  # identified role
@@ -121,10 +124,12 @@ class SeriesInfo:
 
 
 # ------------------------------------------------------------------------------------ rule table
-_T1 = r"\bT1|MPRAGE|MP ?RAGE|\bSPGR|\bFSPGR|BRAVO|\bTFE\b|\bVIBE\b"
+_T1 = r"(?:^|[^A-Z]|3D|\bS)T1(?!\d)|MPRAGE|MP ?RAGE|\bSPGR|\bFSPGR|BRAVO|\bTFE\b|\bVIBE\b"  # sT1W (Philips), 3DT1
+_T2 = r"(?:^|[^A-Z]|3D|\bS)T2(?:W|\b)"
 _CONTRAST = r"\+ ?C\b|\bC ?\+|\+ ?GD|\bPOST(?!ERIOR)|\bGAD|\bGADO|\bGD\b|\bCE\b|T1 ?CE\b|\bT1C\b|\bT1 ?GD|CONTRAST|\bKM\b"
 _PRE_CONTRAST = r"\bPRE\b|\bPRE ?(C|GD|GAD|CONTRAST)|NATIVE?\b|\bNON ?CONTRAST|\bW ?O\b|WITHOUT|\bOHNE\b"
-_NOT_STRUCTURAL = r"\bDWI|DIFFUSION|\bADC\b|\bTRACE\b|\bDTI\b|\bPERF|\bDSC\b|\bDCE\b|\bSWI|\bSWAN|T2 ?\*|T2 ?STAR|\bT2 ?FFE\b|ANGIO|\bTOF\b|\bMRA\b|SPECTRO|\bMRS\b|\bBOLD|\bFMRI|\bASL\b|\bMIP\b"
+_NOT_STRUCTURAL = (r"\bDWI|DIFFUSION|\bADC\b|\bTRACE\b|\bDTI\b|\bPERF|\bDSC\b|\bDCE\b|\bSWI|\bSWAN|T2 ?\*|T2 ?STAR|\bT2 ?FFE\b|ANGIO|\bTOF\b|\bMRA\b|SPECTRO|\bMRS\b|\bBOLD|\bFMRI|\bASL\b|\bMIP\b"
+                   r"|\bDIFF|\bEP2D|\bEPI\b|CALIBRATION|\bASSET\b|SENSE ?REF|PRESCAN")
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class SequenceRule:
     sequence: str | None
     why: str
     text: str | None = None  # regex that must occur in SeriesInfo.text()
+    scanning: str | None = None  # regex that must occur in ScanningSequence (e.g. EP, IR, SE, GR)
     contrast: bool | None = None  # contrast given (True) / required absent (False) / not considered (None)
     contrast_headers: bool = True  # whether ContrastBolusAgent counts as contrast evidence
     tr_ms: tuple[float, float] | None = None
@@ -150,7 +156,8 @@ SEQUENCE_RULES: tuple[SequenceRule, ...] = (
     SequenceRule("flair", "FLAIR / dark-fluid keyword", text=r"FLAIR|DARK ?FLUID|\bT2F\b"),
     SequenceRule("t1ce", "T1 keyword with contrast", text=_T1, contrast=True),
     SequenceRule("t1", "T1 keyword without contrast", text=_T1),
-    SequenceRule("t2", "T2 keyword", text=r"\bT2\b|\bT2W|\bT2 ?(TSE|FSE|SE)\b"),
+    SequenceRule("t2", "T2 keyword", text=_T2),
+    SequenceRule(None, "echo-planar acquisition without a structural keyword (diffusion, perfusion, fMRI)", scanning=r"\bEP\b"),
     SequenceRule("t1ce", "contrast keyword and short TR", text=_CONTRAST, contrast=True, contrast_headers=False,
                  tr_ms=(0.0, 1000.0)),
     SequenceRule("flair", "InversionTime 1500-3500 ms with long TR (fluid nulling)", ti_ms=(1500.0, 3500.0),
@@ -191,6 +198,8 @@ def classify_series(info: SeriesInfo) -> tuple[str | None, str]:
     text = info.text()
     for number, rule in enumerate(SEQUENCE_RULES, start=1):
         if rule.text is not None and not re.search(rule.text, text):
+            continue
+        if rule.scanning is not None and not re.search(rule.scanning, " ".join(info.scanning_sequence)):
             continue
         if not (_in_range(info.repetition_time, rule.tr_ms) and _in_range(info.echo_time, rule.te_ms)
                 and _in_range(info.inversion_time, rule.ti_ms)):
@@ -315,7 +324,7 @@ def _summarize(uid: str, headers: list[tuple[Path, Any]]) -> SeriesInfo:
         spacing=(pixel_spacing[1] if len(pixel_spacing) > 1 else 0.0, pixel_spacing[0], slice_spacing),
         study_uid=_text(first, "StudyInstanceUID"), patient_id=_text(first, "PatientID"),
         repetition_time=timing["RepetitionTime"], echo_time=timing["EchoTime"], inversion_time=timing["InversionTime"],
-        contrast_agent=agent,
+        contrast_agent=agent, scanning_sequence=tuple(str(v).upper() for v in (first.get("ScanningSequence") or ())),
     )
     info.usable, info.reason = True, ""
     problems: list[str] = []

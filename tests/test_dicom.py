@@ -27,7 +27,7 @@ from napari_lightseg.io.dicom import (
     parse_sequence_overrides,
     read_series,
 )
-from napari_lightseg.io.dicom_seg import SEGMENT_CODES, read_dicom_seg, write_dicom_seg
+from napari_lightseg.io.dicom_seg import SEGMENT_CODES, read_dicom_seg, referenced_series_uid, write_dicom_seg
 
 
 def make_image(shape_zyx=(12, 18, 22), spacing=(0.9, 0.8, 3.0), origin=(10.0, -20.0, 30.0), tilt_deg=0.0, seed=0) -> sitk.Image:
@@ -296,6 +296,9 @@ def test_dicom_seg_round_trip_on_oblique_series(tmp_path: Path) -> None:
 
     assert np.array_equal(read_dicom_seg(out, source), labels)
     assert_seg_frames_match(out, source.image, labels)
+    assert referenced_series_uid(out) == source.series_uid
+    with pytest.raises(StudyError, match="not a DICOM-SEG"):
+        referenced_series_uid(source.files[0])
     ds = pydicom.dcmread(out)
     assert ds.Modality == "SEG" and ds.SegmentationType == "BINARY"
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == source.series_uid

@@ -7,7 +7,7 @@ from .dicom import (
     parse_sequence_overrides,
     read_series,
 )
-from .dicom_seg import read_dicom_seg, write_dicom_seg
+from .dicom_seg import read_dicom_seg, referenced_series_uid, write_dicom_seg
 from .labels import (
     CLASS_COLORS,
     CLASS_NAMES,
@@ -30,5 +30,5 @@ __all__ = [
     "discover", "is_nifti", "role_of", "DISPLAY_AXCODES", "Geometry", "load_nifti", "save_nifti_like",
     "Study", "load_labels", "load_study",
     "SeriesInfo", "find_dicom_series", "identify_sequences", "load_dicom_series_volumes", "parse_sequence_overrides",
-    "read_series", "read_dicom_seg", "write_dicom_seg",
+    "read_series", "read_dicom_seg", "referenced_series_uid", "write_dicom_seg",
 ]

@@ -64,8 +64,10 @@ def _frame_slices(series: SeriesVolume, sources: list[Any]) -> np.ndarray | None
         return None
     from .dicom import frame_planes
 
-    slices = np.array([round(series.image.TransformPhysicalPointToContinuousIndex([float(v) for v in position])[2])
-                       for position, _ in frame_planes(sources[0])])
+    positions = [position for position, _ in frame_planes(sources[0])]
+    if any(position is None for position in positions):
+        raise StudyError(f"{series.files[0]}: a frame has no ImagePositionPatient")
+    slices = np.array([round(series.image.TransformPhysicalPointToContinuousIndex(position)[2]) for position in positions])
     if sorted(slices.tolist()) != list(range(series.image.GetSize()[2])):
         raise StudyError(f"{series.files[0]}: frames do not map one-to-one onto the volume's slices")
     return slices
@@ -172,6 +174,19 @@ def _class_of_segment(description: Any) -> int | None:
             return value
     by_name = {c.name.upper(): c.value for c in CLASSES}
     return by_name.get(str(description.segment_label).strip().upper())
+
+
+def referenced_series_uid(path: str | Path) -> str:
+    """The SeriesInstanceUID a DICOM-SEG was drawn on: to find its source among ``find_dicom_series``."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ReferencedSeriesSequence"])
+        if str(ds.get("Modality", "")) != "SEG":
+            raise ValueError(f"modality is {ds.get('Modality', 'missing')}, not SEG")
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except Exception as exc:  # any failure means: not a SEG we can place
+        raise StudyError(f"{path}: not a DICOM-SEG that references a series ({str(exc).splitlines()[0][:120]})") from None
 
 
 def read_dicom_seg(path: str | Path, series: SeriesVolume) -> np.ndarray:

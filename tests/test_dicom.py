@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import highdicom as hd
@@ -452,3 +453,28 @@ def test_enhanced_multiframe_series(tmp_path: Path) -> None:
     write_dicom_seg(tmp_path / "seg.dcm", labels, volume, model_name="unet-int8")
     assert np.array_equal(read_dicom_seg(tmp_path / "seg.dcm", volume), labels)
     assert_seg_frames_match(tmp_path / "seg.dcm", volume.image, labels)
+
+
+def test_series_split_over_folders_with_duplicate_copies(tmp_path: Path) -> None:
+    """CD exports cap files per folder and sometimes hold copies: one series, GDCM order, true geometry."""
+    image = make_image(tilt_deg=25.0)
+    files = StudyWriter(tmp_path).series("DICOM/0001", "AX T2 FLAIR", 2, image)
+    written_uids = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files]  # slice order
+    (tmp_path / "DICOM" / "0002").mkdir()
+    for path in files[::2]:
+        path.rename(tmp_path / "DICOM" / "0002" / path.name)
+    shutil.copy(tmp_path / "DICOM" / "0002" / files[0].name, tmp_path / "DICOM" / "0001" / "COPY0001")
+
+    (found,) = find_dicom_series(tmp_path)
+    assert found.usable and len(found.files) == 12 and found.size == (22, 18, 12)
+    assert any("1 duplicate file" in note for note in found.notes)
+    volume = read_series(found)
+
+    assert np.allclose(volume.image.GetOrigin(), image.GetOrigin(), atol=1e-3)
+    assert np.allclose(volume.image.GetDirection(), image.GetDirection(), atol=1e-3)
+    assert np.array_equal(sitk.GetArrayFromImage(volume.image), sitk.GetArrayFromImage(image))
+    def instance(path: str | Path) -> str:
+        return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+
+    assert [instance(f) for f in volume.files] == written_uids
+    assert not list(Path(tempfile.gettempdir()).glob("lightseg-dicom-*"))  # scratch links removed

@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -372,7 +374,16 @@ def find_dicom_series(folder: str | Path) -> list[SeriesInfo]:
                 groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
     if not groups:
         raise StudyError(f"{root}: no DICOM files found")
-    series = [_summarize(uid, headers) for uid, headers in groups.items()]
+    series = []
+    for uid, headers in groups.items():
+        by_instance: dict[str, tuple[Path, Any]] = {}
+        for path, ds in headers:  # one file per instance: copies in an export (same SOPInstanceUID) collapse
+            by_instance.setdefault(str(ds.get("SOPInstanceUID", path)), (path, ds))
+        unique = list(by_instance.values())
+        info = _summarize(uid, unique)
+        if len(unique) < len(headers):
+            info.notes.append(f"{len(headers) - len(unique)} duplicate file(s) of the same instances ignored")
+        series.append(info)
     series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.description, s.series_uid))
     for info in series:
         if info.usable:
@@ -383,7 +394,11 @@ def find_dicom_series(folder: str | Path) -> list[SeriesInfo]:
 
 # ------------------------------------------------------------------------------------ reading
 def _ordered_files(info: SeriesInfo) -> list[str]:
-    """The series' files in slice order, as GDCM sorts them (by position along the slice normal)."""
+    """The series' files in slice order, as GDCM sorts them (by position along the slice normal).
+
+    GDCM sorts the series files of one folder. A series split over folders (CD exports cap files
+    per folder), or sharing its folder with duplicates, is sorted in a scratch folder of links.
+    """
     import SimpleITK as sitk
 
     if len(info.files) == 1:  # an enhanced multi-frame object
@@ -391,10 +406,21 @@ def _ordered_files(info: SeriesInfo) -> list[str]:
     folders = sorted({str(Path(f).parent) for f in info.files})
     if len(folders) == 1:
         ordered = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folders[0], info.series_uid))
-        if len(ordered) == len(info.files):
+        if sorted(map(os.path.abspath, ordered)) == sorted(map(os.path.abspath, info.files)):
             return ordered
-    raise StudyError(f"{info.folder}: series {info.describe()} is split over {len(folders)} folders or holds files "
-                     "GDCM cannot sort; put its files in one folder")
+    with tempfile.TemporaryDirectory(prefix="lightseg-dicom-") as scratch:
+        names: dict[str, str] = {}
+        for i, original in enumerate(info.files):
+            link = Path(scratch) / f"{i:06d}.dcm"
+            try:
+                link.symlink_to(os.path.abspath(original))
+            except OSError:  # no symlinks (Windows without privilege): copy
+                shutil.copyfile(original, link)
+            names[link.name] = original
+        ordered = [names[Path(f).name] for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(scratch, info.series_uid)]
+    if len(ordered) != len(info.files):
+        raise StudyError(f"{info.folder}: GDCM sorted {len(ordered)} of the {len(info.files)} files of series {info.describe()}")
+    return ordered
 
 
 def _read_enhanced(path: str, info: SeriesInfo) -> Any:

@@ -22,6 +22,7 @@ from napari_lightseg.io import StudyError
 from napari_lightseg.io.dicom import (
     SeriesInfo,
     classify_series,
+    contains_dicom,
     find_dicom_series,
     identify_sequences,
     load_dicom_series_volumes,
@@ -85,6 +86,7 @@ def test_find_series_groups_nested_folders_and_skips_junk(tmp_path: Path) -> Non
 
     found = find_dicom_series(tmp_path)
 
+    assert contains_dicom(tmp_path) and not contains_dicom(tmp_path / "P1" / "notes.txt")
     assert [s.series_number for s in found] == [1, 2, 3, 4, 5, 9, 10]
     by_number = {s.series_number: s for s in found}
     assert all(len(s.files) == 12 for n, s in by_number.items() if n != 1)
@@ -132,6 +134,7 @@ def test_find_series_marks_unusable_series(tmp_path: Path) -> None:
 
 def test_find_series_without_dicom_is_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("hello")
+    assert not contains_dicom(tmp_path)
     with pytest.raises(StudyError, match=r"no DICOM files found") as err:
         find_dicom_series(tmp_path)
     assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
@@ -473,6 +476,7 @@ def test_series_split_over_folders_with_duplicate_copies(tmp_path: Path) -> None
     assert np.allclose(volume.image.GetOrigin(), image.GetOrigin(), atol=1e-3)
     assert np.allclose(volume.image.GetDirection(), image.GetDirection(), atol=1e-3)
     assert np.array_equal(sitk.GetArrayFromImage(volume.image), sitk.GetArrayFromImage(image))
+
     def instance(path: str | Path) -> str:
         return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 

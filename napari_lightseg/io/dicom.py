@@ -353,6 +353,33 @@ def _summarize(uid: str, headers: list[tuple[Path, Any]]) -> SeriesInfo:
     return info
 
 
+def contains_dicom(folder: str | Path, max_files: int = 500) -> bool:
+    """Whether a folder (any depth) holds a DICOM Part 10 file: cheap, for readers and the CLI to pick a path.
+
+    Looks at the "DICM" marker of at most ``max_files`` candidate files; never parses a dataset.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return False
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not _is_candidate_file(path):
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    if handle.read(132)[128:] == b"DICM":
+                        return True
+            except OSError:
+                pass
+            seen += 1
+            if seen >= max_files:
+                return False
+    return False
+
+
 def find_dicom_series(folder: str | Path) -> list[SeriesInfo]:
     """Every DICOM series under ``folder`` (any depth), from headers only, ordered by series number.
 

@@ -262,6 +262,13 @@ def test_overrides_by_uid_and_by_number(tmp_path: Path) -> None:
     assert volumes["t2"].series_uid == uid_of[7] and volumes["t2"].sequence == "t2"
     assert volumes["flair"].series_number == 6
 
+    other_patient = write_dicom_series(make_image(), tmp_path / "P2" / "SE2", description="AX T2 FLAIR", series_number=2,
+                                       study_uid=generate_uid(), frame_of_reference_uid=generate_uid(), patient_id="P2")
+    mixed = find_dicom_series(tmp_path)
+    other_uid = next(s.series_uid for s in mixed if s.patient_id == "P2")
+    with pytest.raises(StudyError, match=r"the sequences come from 2 patients .*give one patient's folder"):
+        identify_sequences(mixed, {"flair": other_uid, "t2": uid_of[7]})
+    assert other_patient
     with pytest.raises(StudyError, match=r"--sequence flair=42 matches no series"):
         identify_sequences(series, {"flair": 42})
     with pytest.raises(StudyError, match=r"unknown sequence\(s\) dwi"):

@@ -568,6 +568,10 @@ def identify_sequences(
             problem = f"{len(candidates)} series could be {title} ({', '.join(c.describe() for c in candidates)})"
         raise StudyError(f"{where}: {problem}; choose one with --sequence {sequence}=SERIES_NUMBER_OR_UID. "
                          f"Series: {_series_table(series)}")
+    patients = sorted({s.patient_id for s in chosen.values()})
+    if len(patients) > 1:  # never mix patients in one segmentation
+        listed = ", ".join(f"{SEQUENCE_TITLES[k]} {v.describe()} of patient {v.patient_id!r}" for k, v in chosen.items())
+        raise StudyError(f"{where}: the sequences come from {len(patients)} patients ({listed}); give one patient's folder")
     studies = {s.study_uid for s in chosen.values()}
     if len(studies) > 1:
         for info in chosen.values():

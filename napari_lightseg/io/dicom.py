@@ -149,9 +149,8 @@ class SequenceRule:
     ti_ms: tuple[float, float] | None = None  # inversion time range; (0, 0) means: no inversion
 
 
-_ANY = (0.0, float("inf"))
 SEQUENCE_RULES: tuple[SequenceRule, ...] = (
-    SequenceRule(None, "not a structural sequence (diffusion, perfusion, SWI/T2*, angio, spectroscopy, fMRI)",
+    SequenceRule(None, "not a structural sequence (diffusion, EPI, perfusion, SWI/T2*, angio, spectroscopy, fMRI, calibration)",
                  text=_NOT_STRUCTURAL),
     SequenceRule("t1ce", "T1 FLAIR keyword with contrast (T1-weighted inversion recovery)", text=r"T1 ?FLAIR", contrast=True),
     SequenceRule("t1", "T1 FLAIR keyword (T1-weighted inversion recovery)", text=r"T1 ?FLAIR"),
@@ -255,7 +254,11 @@ def _functional_group_item(frame: Any, shared: Any, sequence: str, keyword: str)
     """A per-frame geometry value of an enhanced multi-frame object (per-frame group first, then shared)."""
     for group in (frame, shared):
         if group is not None and sequence in group and len(group[sequence].value) and keyword in group[sequence][0]:
-            return [float(v) for v in group[sequence][0][keyword]]
+            value = group[sequence][0][keyword].value
+            if value is None or value == "":
+                return None
+            values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+            return [float(v) for v in values]
     return None
 
 

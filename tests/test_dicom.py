@@ -489,3 +489,24 @@ def test_series_split_over_folders_with_duplicate_copies(tmp_path: Path) -> None
 
     assert [instance(f) for f in volume.files] == written_uids
     assert not list(Path(tempfile.gettempdir()).glob("lightseg-dicom-*"))  # scratch links removed
+
+
+def test_enhanced_functional_group_values() -> None:
+    """Enhanced objects keep TR/TI/pixel spacing in functional groups, as scalars or lists."""
+    from pydicom.dataset import Dataset
+
+    from napari_lightseg.io.dicom import _functional_group_item
+
+    shared, timing, modifier, measures = Dataset(), Dataset(), Dataset(), Dataset()
+    timing.RepetitionTime = 9000.0
+    modifier.InversionTimes = [2500.0]
+    measures.PixelSpacing = [0.5, 0.6]
+    shared.MRTimingAndRelatedParametersSequence, shared.MRModifierSequence = [timing], [modifier]
+    shared.PixelMeasuresSequence = [measures]
+    frame = Dataset()
+    frame.PixelMeasuresSequence = [Dataset()]
+    frame.PixelMeasuresSequence[0].PixelSpacing = [0.7, 0.8]  # a per-frame value wins over the shared one
+    assert _functional_group_item(frame, shared, "MRTimingAndRelatedParametersSequence", "RepetitionTime") == [9000.0]
+    assert _functional_group_item(frame, shared, "MRModifierSequence", "InversionTimes") == [2500.0]
+    assert _functional_group_item(frame, shared, "PixelMeasuresSequence", "PixelSpacing") == [0.7, 0.8]
+    assert _functional_group_item(frame, shared, "MREchoSequence", "EffectiveEchoTime") is None

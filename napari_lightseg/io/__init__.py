@@ -1,4 +1,14 @@
-"""Study I/O: naming conventions, NIfTI load/save with orientation, label conventions."""
+"""Study I/O: naming conventions, NIfTI load/save with orientation, label conventions, DICOM series and SEG."""
+from .dicom import (
+    SeriesInfo,
+    contains_dicom,
+    find_dicom_series,
+    identify_sequences,
+    load_dicom_series_volumes,
+    parse_sequence_overrides,
+    read_series,
+)
+from .dicom_seg import read_dicom_seg, referenced_series_uid, write_dicom_seg
 from .labels import (
     CLASS_COLORS,
     CLASS_NAMES,
@@ -20,4 +30,6 @@ __all__ = [
     "from_internal", "region_mask", "to_internal", "SEQUENCE_TITLES", "SEQUENCES", "StudyError", "StudyFiles",
     "discover", "is_nifti", "role_of", "DISPLAY_AXCODES", "Geometry", "load_nifti", "save_nifti_like",
     "Study", "load_labels", "load_study",
+    "SeriesInfo", "contains_dicom", "find_dicom_series", "identify_sequences", "load_dicom_series_volumes", "parse_sequence_overrides",
+    "read_series", "read_dicom_seg", "referenced_series_uid", "write_dicom_seg",
 ]

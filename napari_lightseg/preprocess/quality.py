@@ -79,6 +79,8 @@ def check_inputs(study: Study, sequences: Sequence[str]) -> tuple[Study, list[st
     used = [s for s in sequences if s in study.images]
     images = dict(study.images)
     notes: list[str] = []
+    offsets: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     for seq in used:
         volume = images[seq]
         finite = np.isfinite(volume)
@@ -92,14 +94,18 @@ def check_inputs(study: Study, sequences: Sequence[str]) -> tuple[Study, list[st
         if offset != 0:
             volume = volume - np.float32(offset)
             low, high = low - offset, high - offset
-            notes.append(f"{_title(seq)}: background was {offset:g}, not 0; treated as background (subtracted)")
+            offsets[seq] = offset
         peak = max(abs(low), abs(high))
         if peak > MAX_MAGNITUDE or peak < MIN_MAGNITUDE:
-            scale = _power_of_two_scale(peak)
-            volume = volume * np.float32(scale)
-            notes.append(f"{_title(seq)}: intensities reach {peak:.3g}; rescaled by 2^{int(np.log2(scale))} "
-                         f"(z-scores do not change)")
+            volume = volume * np.float32(_power_of_two_scale(peak))
+            peaks[seq] = peak
         images[seq] = volume
+    if offsets:
+        values = ", ".join(sorted({f"{v:g}" for v in offsets.values()}))
+        notes.append(f"{_titles(offsets)}: background was {values}, not 0; treated as background (subtracted)")
+    if peaks:
+        notes.append(f"{_titles(peaks)}: intensities reach {max(peaks.values()):.3g}; rescaled by a power of two "
+                     "(exact; z-scores do not change)")
     nonzero = {seq: images[seq] != 0 for seq in used}
     brain = np.logical_or.reduce(list(nonzero.values())) if used else np.zeros(study.shape, dtype=bool)
     brain_voxels = int(np.count_nonzero(brain))
@@ -152,6 +158,10 @@ def check_result(labels: np.ndarray, study: Study, sequences: Sequence[str]) -> 
         return [f"WARNING the whole tumour covers {tumour_voxels / brain_voxels:.0%} of the brain region "
                 f"(more than {MAX_TUMOUR_FRACTION:.0%}): implausible; check the input sequences"]
     return []
+
+
+def _titles(sequences: dict[str, float]) -> str:
+    return ", ".join(_title(s) for s in sequences)
 
 
 def _source(study: Study, sequence: str) -> str:

@@ -82,11 +82,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     if not is_nifti(args.out):
         raise UsageError(f"{args.out}: --out must end in .nii or .nii.gz")
+    card = get_card(args.model)
     with OutputPlan(_study_inputs(args.inputs), overwrite=args.overwrite) as plan:
         plan.add(args.out, "mask")
         if args.report:
             plan.add(args.report, "report")
-        card = get_card(args.model)
         result = engine.segment_paths(args.inputs, card, backend=args.backend, threads=args.threads,
                                       progress=_terminal_progress("segment"))
         convention = args.labels or result.study_convention or "brats2021"

@@ -133,10 +133,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     if not args.screenshot:
         return open_viewer(case=args.case, sample=args.sample, model=args.model, three_d=args.three_d)
-    _require_suffix(args.screenshot, "--screenshot", (".png",))
     inputs = _study_inputs([args.case]) if args.case else []
     with OutputPlan(inputs, overwrite=args.overwrite) as plan:
-        temp = plan.add(args.screenshot, "screenshot")
+        temp = plan.add(args.screenshot, "screenshot")  # an input is named as such, before the suffix
+        _require_suffix(args.screenshot, "--screenshot", (".png",))
         with contextlib.redirect_stdout(io.StringIO()):  # the viewer prints the (temp) file name
             code = open_viewer(case=args.case, sample=args.sample, model=args.model, three_d=args.three_d,
                                screenshot=str(temp))

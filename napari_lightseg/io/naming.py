@@ -100,8 +100,8 @@ def discover(paths: str | Path | list[str | Path]) -> StudyFiles:
     """Find the sequences and segmentation among a folder's files or a list of files.
 
     A single file that names no role is taken as a 4D multi-sequence volume (checked on load).
-    Hidden files and OS clutter (``._*``, ``.DS_Store``, ``Thumbs.db``) in a folder are ignored;
-    macOS ``._*`` files are ignored even when named explicitly (they are never images).
+    Hidden files and OS clutter (``._*``, ``.DS_Store``, ``Thumbs.db``) are ignored, in a folder and
+    when named explicitly (a glob such as ``case/*``): they are never images.
     """
     items = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     if not items:
@@ -115,7 +115,7 @@ def discover(paths: str | Path | list[str | Path]) -> StudyFiles:
             files.extend(found)
         elif not item.exists():
             raise StudyError(f"{item}: no such file or folder")
-        elif item.name.startswith("._"):
+        elif is_junk(item):
             continue
         elif not is_nifti(item):
             raise StudyError(f"{item}: not a NIfTI file (.nii or .nii.gz expected)")
@@ -123,7 +123,7 @@ def discover(paths: str | Path | list[str | Path]) -> StudyFiles:
             files.append(item)
 
     if not files:
-        raise StudyError(f"{items[0]}: only hidden or macOS metadata (._*) files given")
+        raise StudyError(f"{items[0]}: only hidden files or OS clutter (._*, .DS_Store) given")
     name = case_name(items[0]) if items[0].is_dir() or len(files) > 1 else case_name(files[0])
     by_role: dict[str, list[Path]] = {}
     for f in files:

@@ -25,7 +25,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     info = lightseg_metadata(meta.get("metadata") or {})
     geometry = info.get("geometry") or _geometry_from_viewer(np.shape(data))
     convention = info.get("convention") or DEFAULT_CONVENTION
-    inputs = [_source_file(info.get("source")), *_viewer_sources()]
+    inputs = [_source_file(info.get("source")), *viewer_source_files()]
     return [str(save_labels(path, np.asarray(data), geometry, convention, keep_existing=True, inputs=inputs))]
 
 
@@ -67,7 +67,7 @@ def _backup_name(path: Path) -> Path:
     return candidate
 
 
-def _viewer_sources() -> list[str]:
+def viewer_source_files() -> list[str]:
     """Source files of the layers open in napari: all inputs the writer must never replace."""
     try:
         import napari

@@ -339,3 +339,20 @@ def test_os_junk_beside_a_case_is_ignored(blob_case, tiny, tmp_path):
 
     with_os_junk(blob_case)
     assert main(["segment", str(blob_case), "--model", tiny, "--out", str(tmp_path / "seg.nii.gz")]) == 0
+
+
+def test_detect_and_compare_refuse_existing_outputs(blob_case, tmp_path, capsys):
+    boxes, table = tmp_path / "boxes.json", tmp_path / "table.csv"
+    seg = str(blob_case / "blob_seg.nii.gz")
+    assert main(["detect", str(blob_case), "--out", str(boxes)]) == 0
+    copy = tmp_path / "copy.nii.gz"
+    shutil.copyfile(seg, copy)
+    assert main(["compare", seg, str(copy), "--csv", str(table)]) == 0
+    for argv in (["detect", str(blob_case), "--out", str(boxes)], ["compare", seg, str(copy), "--csv", str(table)]):
+        before = Path(argv[-1]).read_bytes()
+        assert main(argv) == 2
+        assert "file exists" in _one_error_line(capsys.readouterr().err)
+        assert Path(argv[-1]).read_bytes() == before
+        assert main([*argv, "--overwrite"]) == 0
+    assert json.loads(boxes.read_text())["case"] == "blob"
+    assert table.read_text().splitlines()[1].startswith("copy,blob_seg,1.0")

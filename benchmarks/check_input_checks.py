@@ -5,7 +5,8 @@ For each case: (1) ``preprocess.prepare`` on the sequences as loaded and on what
 checks must give the same mask; (2) degenerate variants built from the case (intensities x1e30 and
 x1e-30, background minus 2000, a blank FLAIR, FLAIR replaced by T2, a non-zero background filling
 the volume) are run and their outcome (refusal, notes, voxels differing from the clean mask, WT Dice
-against the clean mask) is tabulated. Writes ``benchmarks/RESULTS_input_checks.md``.
+against the clean mask) is tabulated; (3) every real case is checked for notes (false alarms).
+Writes ``benchmarks/RESULTS_input_checks.md``.
 
     LIGHTSEG_DATA=../shared/data python benchmarks/check_input_checks.py [--model mnv3-lraspp-int8] [CASE ...]
 """
@@ -111,6 +112,15 @@ def main() -> None:
             lines.append(f"| {name} | mask | {differing:,} | {_dice(result.labels, clean.labels):.4f} | "
                          f"{result.volumes_ml['WT']:.1f} | {'; '.join(result.notes) or 'none'} |")
         lines.append("")
+    lines += ["## Every real case: notes from the input checks and from the result check on the ground truth", "",
+              "| case | notes |", "|---|---|"]
+    for folder in sorted(p for group in ("brats18", "other") for p in (DATA / group).iterdir() if p.is_dir()):
+        study = load_study(folder)
+        checked, notes = quality.check_inputs(study, card.sequences)
+        if study.labels is not None:
+            notes += quality.check_result(study.labels, study, card.sequences)
+        lines.append(f"| {folder.parent.name}/{folder.name} | {'; '.join(notes) or 'none'}{'' if checked is study else ' (changed)'} |")
+    lines.append("")
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -66,8 +66,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _study_inputs(inputs: list[str]) -> list[str | Path]:
     """What a run reads: the arguments (folders protect every file in them) and the discovered files."""
-    found = discover(inputs if len(inputs) > 1 else inputs[0])
-    return [*inputs, *found.all_paths]
+    paths: list[str | Path] = list(inputs)
+    found = discover(paths if len(paths) > 1 else paths[0])
+    return [*paths, *found.all_paths]
 
 
 def _require_suffix(path: str, option: str, suffixes: tuple[str, ...]) -> None:

@@ -356,3 +356,10 @@ def test_detect_and_compare_refuse_existing_outputs(blob_case, tmp_path, capsys)
         assert main([*argv, "--overwrite"]) == 0
     assert json.loads(boxes.read_text())["case"] == "blob"
     assert table.read_text().splitlines()[1].startswith("copy,blob_seg,1.0")
+
+
+def test_messages_are_one_bounded_line():
+    from napari_lightseg.cli import MAX_MESSAGE, one_line
+
+    text = one_line("a.nii.gz: first line\nsecond  line " + "x" * 1000)
+    assert "\n" not in text and len(text) == MAX_MESSAGE and text.startswith("a.nii.gz: first line second line x")

@@ -159,10 +159,10 @@ def test_failed_commit_removes_what_it_created(tmp_path: Path) -> None:
     with OutputPlan() as plan:
         plan.write(first, lambda t: t.write_text("a"))
         plan.write(later, lambda t: t.write_text("b"))
-        plan.temp(later).unlink()  # the second rename will fail
-        with pytest.raises(OSError):
+        later.mkdir()  # something takes the second name meanwhile: its commit fails
+        with pytest.raises(OutputError, match="appeared"):
             plan.commit()
-    assert not first.exists() and not later.exists()
+    assert not first.exists() and later.is_dir() and list(later.iterdir()) == []
     assert _leftovers(tmp_path) == [] and _leftovers(later.parent) == []
 
 
@@ -221,3 +221,12 @@ def test_write_csv_refuses_its_reference(tmp_path: Path) -> None:
         write_csv([], reference, inputs=[reference])
     assert reference.read_bytes() == b"not really"
     assert write_csv([], tmp_path / "rows.csv").read_text().startswith("segmentation,reference")
+
+
+def test_an_output_never_written_fails_the_commit(tmp_path: Path) -> None:
+    with OutputPlan() as plan:
+        plan.write(tmp_path / "a.json", lambda t: t.write_text("a"))
+        plan.add(tmp_path / "b.json", "report")
+        with pytest.raises(RuntimeError, match="b.json \\(report\\): planned but never written"):
+            plan.commit()
+    assert list(tmp_path.iterdir()) == []

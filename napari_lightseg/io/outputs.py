@@ -28,6 +28,7 @@ Rules, checked by ``add`` (each failure is a one-line ``OutputError`` naming the
 Temp files are hidden (``.lightseg-*``) in the target's own folder, so the final rename is atomic on
 every filesystem; their mode follows the umask (``mkstemp`` would leave 0600). Without ``overwrite`` the
 commit links the temp onto the target, so a file that appeared meanwhile is still not replaced.
+An output left empty (planned, never written) fails the whole commit: no silent empty files.
 """
 from __future__ import annotations
 
@@ -181,6 +182,11 @@ class OutputPlan:
     # ------------------------------------------------------------ commit/discard
     def commit(self) -> list[Path]:
         """Rename every temp file onto its target; on failure remove what this commit created."""
+        unwritten = [p for p in self._planned.values() if not os.path.exists(p.temp) or os.path.getsize(p.temp) == 0]
+        if unwritten:
+            self.discard()
+            names = ", ".join(f"{p.target} ({p.kind})" for p in unwritten)
+            raise RuntimeError(f"{names}: planned but never written; nothing was committed")
         done: list[_Planned] = []
         try:
             for planned in self._planned.values():

@@ -47,8 +47,11 @@ TEMP_PREFIX = ".lightseg-"
 _DOUBLE_SUFFIXES = (".nii.gz", ".tar.gz")
 
 
-class OutputError(StudyError):
-    """An output path is unsafe or unusable; one line naming the file."""
+class OutputError(StudyError, OSError):
+    """An output path is unsafe or unusable; one line naming the file.
+
+    Also an ``OSError``, so code that already reports failed writes (the widgets' save buttons) shows it.
+    """
 
 
 def current_umask() -> int:

@@ -16,7 +16,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from .io import CONVENTIONS, LabelError, StudyError, discover, is_nifti
+from .io import CONVENTIONS, LabelError, StudyError, discover, is_nifti, role_of
+from .io.naming import is_junk
 from .io.outputs import OutputPlan
 from .models import CardError
 from .progress import Cancelled
@@ -65,13 +66,26 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _study_inputs(inputs: list[str]) -> list[str | Path]:
-    """What a run reads: the arguments (folders protect every file in them) and the discovered files."""
+    """What a run must never write: the arguments (a folder protects every file in it), the discovered
+    files, and the study files beside them (a ``_seg`` ground truth that was not named, for instance)."""
     paths: list[str | Path] = list(inputs)
     found = discover(paths if len(paths) > 1 else paths[0])
-    return [*paths, *found.all_paths]
+    return [*paths, *found.all_paths, *_study_files_beside(found.all_paths)]
+
+
+def _study_files_beside(files: list[Path]) -> list[Path]:
+    """NIfTI files named as a study file (a sequence or a segmentation) in the folders of ``files``."""
+    beside: list[Path] = []
+    for folder in {f.parent for f in files}:
+        try:
+            beside += [p for p in folder.iterdir() if is_nifti(p) and role_of(p) is not None and not is_junk(p)]
+        except OSError:
+            continue
+    return beside
 
 
 def _require_suffix(path: str, option: str, suffixes: tuple[str, ...]) -> None:
+    """An output's kind shows in its name: a JSON report can never land on a .nii.gz."""
     if not path.lower().endswith(suffixes):
         raise UsageError(f"{path}: {option} must end in {' or '.join(suffixes)}")
 
@@ -88,6 +102,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         plan.add(args.out, "mask")
         if args.report:
             plan.add(args.report, "report")
+            _require_suffix(args.report, "--report", (".json",))
         result = engine.segment_paths(args.inputs, card, backend=args.backend, threads=args.threads,
                                       progress=_terminal_progress("segment"))
         convention = args.labels or result.study_convention or "brats2021"
@@ -107,6 +122,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     with OutputPlan(_study_inputs(args.inputs), overwrite=args.overwrite) as plan:
         plan.add(args.out, "boxes")
+        _require_suffix(args.out, "--out", (".json",))
         study = load_study(args.inputs if len(args.inputs) > 1 else args.inputs[0], with_labels=False)
         detection = detect(study, progress=_terminal_progress("detect"))
         report = detection_report(study, detection)
@@ -119,8 +135,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare_files, write_csv
 
-    with OutputPlan([args.reference, *args.segmentations], overwrite=args.overwrite) as plan:
+    inputs = [args.reference, *args.segmentations]
+    with OutputPlan([*inputs, *_study_files_beside([Path(p) for p in inputs])], overwrite=args.overwrite) as plan:
         plan.add(args.csv, "CSV")
+        _require_suffix(args.csv, "--csv", (".csv",))
         rows = compare_files(args.reference, args.segmentations)
         write_csv(rows, args.csv, plan=plan)
         plan.commit()

@@ -173,9 +173,9 @@ def test_every_output_at_every_input_is_refused(blob_case, tiny, tmp_path, monke
         "segment --out": (case_files, lambda x: ["segment", str(blob_case), "--model", tiny, "--out", x]),
         "segment --report": (case_files, lambda x: ["segment", str(blob_case), "--model", tiny, "--out", ok_mask, "--report", x]),
         "segment 4D --out": ([four_d], lambda x: ["segment", str(four_d), "--model", tiny, "--out", x]),
-        "segment files --out": (case_files[:1], lambda x: ["segment", *map(str, case_files[:4]), "--model", tiny, "--out", x]),
+        "segment files --out": (case_files, lambda x: ["segment", *map(str, case_files[:4]), "--model", tiny, "--out", x]),
         "detect --out": (case_files, lambda x: ["detect", str(blob_case), "--out", x]),
-        "compare --csv": ([blob_case / "blob_seg.nii.gz", prediction],
+        "compare --csv": ([*case_files, prediction],
                           lambda x: ["compare", str(blob_case / "blob_seg.nii.gz"), str(prediction), "--csv", x]),
         "view --screenshot": (case_files, lambda x: ["view", str(blob_case), "--screenshot", x]),
     }
@@ -192,6 +192,7 @@ def test_every_output_at_every_input_is_refused(blob_case, tiny, tmp_path, monke
                     assert spelled in line or os.path.basename(spelled) in line, line
                 assert hashes([tmp_path / "data", four_d, prediction, links]) == before, (name, spelling, target)
     assert sorted(p.name for p in blob_case.iterdir()) == [p.name for p in case_files]  # no temp left behind
+    assert [p.name for p in case_files] == [f"blob_{s}.nii.gz" for s in ("flair", "seg", "t1", "t1ce", "t2")]
     assert list(outputs.iterdir()) == []
 
 
@@ -363,3 +364,15 @@ def test_messages_are_one_bounded_line():
 
     text = one_line("a.nii.gz: first line\nsecond  line " + "x" * 1000)
     assert "\n" not in text and len(text) == MAX_MESSAGE and text.startswith("a.nii.gz: first line second line x")
+
+
+def test_output_kinds_show_in_their_names(blob_case, tiny, tmp_path, capsys):
+    seg = str(blob_case / "blob_seg.nii.gz")
+    for argv, option in ((["segment", str(blob_case), "--model", tiny, "--out", str(tmp_path / "m.nii.gz"),
+                           "--report", str(tmp_path / "r.nii.gz")], "--report must end in .json"),
+                         (["segment", str(blob_case), "--model", tiny, "--out", str(tmp_path / "m.json")], "--out must end in .nii"),
+                         (["detect", str(blob_case), "--out", str(tmp_path / "b.csv")], "--out must end in .json"),
+                         (["compare", seg, seg, "--csv", str(tmp_path / "c.json")], "--csv must end in .csv")):
+        assert main(argv) == 2
+        assert option in _one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == [tmp_path / "data"]

@@ -117,7 +117,9 @@ class OutputPlan:
         """Why ``path`` must not be written because of an input, or None."""
         key = _key(path)
         if key in self._input_files:
-            return f"is an input of this run ({self._input_files[key]}); choose another output path"
+            original = self._input_files[key]
+            named = "" if os.path.abspath(original) == os.path.abspath(path) else f" ({original})"
+            return f"is an input of this run{named}; choose another output path"
         if os.path.lexists(path):
             for original in self._input_files.values():
                 with contextlib.suppress(OSError):

@@ -1,10 +1,15 @@
 """npe2 labels writer: a tumour mask back into its source file's grid, voxel order and affine.
 
-Never silently overwrites: an existing file is kept as ``<name>.bak<N>.nii.gz`` and a warning says so.
+Never silently overwrites: an existing file is kept as ``<name>.bak<N>.nii.gz`` and a warning says so
+(napari's Save dialog has already asked). Never writes onto an input: the layer's own source file and
+the source files of the viewer's other layers are refused (``io.outputs``).
 """
 from __future__ import annotations
 
+import os
+import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,7 @@ import numpy as np
 
 from .io import DEFAULT_CONVENTION, Geometry, StudyError, from_internal, save_nifti_like
 from .io.naming import strip_nifti_suffix
+from .io.outputs import OutputPlan
 from .layers import lightseg_metadata
 
 
@@ -19,12 +25,17 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     info = lightseg_metadata(meta.get("metadata") or {})
     geometry = info.get("geometry") or _geometry_from_viewer(np.shape(data))
     convention = info.get("convention") or DEFAULT_CONVENTION
-    return [str(save_labels(path, np.asarray(data), geometry, convention, keep_existing=True))]
+    inputs = [_source_file(info.get("source")), *viewer_source_files()]
+    return [str(save_labels(path, np.asarray(data), geometry, convention, keep_existing=True, inputs=inputs))]
 
 
 def save_labels(path: str | Path, classes: np.ndarray, geometry: Geometry, convention: str = DEFAULT_CONVENTION,
-                *, keep_existing: bool = False, overwrite: bool = False) -> Path:
-    """Save internal classes (display order) as ``convention`` values in the source grid."""
+                *, keep_existing: bool = False, overwrite: bool = False, plan: OutputPlan | None = None,
+                inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Save internal classes (display order) as ``convention`` values in the source grid.
+
+    ``inputs`` are never written (nor backed up); with ``plan`` the mask joins the caller's outputs.
+    """
     path = Path(path)
     if not str(path).lower().endswith((".nii", ".nii.gz")):
         path = path.with_name(path.name + ".nii.gz")
@@ -33,12 +44,18 @@ def save_labels(path: str | Path, classes: np.ndarray, geometry: Geometry, conve
     values = np.unique(classes)
     if values.size and (values.min() < 0 or values.max() > 3):
         raise StudyError(f"{path}: mask holds label values {values.tolist()}; only 0-3 (background, NCR, ED, ET) can be saved")
-    if path.exists() and keep_existing:
-        backup = _backup_name(path)
-        path.rename(backup)
-        warnings.warn(f"{path} existed; the previous file was kept as {backup.name}", stacklevel=2)
     disk = geometry.to_disk(from_internal(classes, convention))
-    return save_nifti_like(path, disk, geometry, overwrite=overwrite)
+    if plan is not None:
+        return save_nifti_like(path, disk, geometry, plan=plan)
+    keep = keep_existing and os.path.lexists(path)
+    with OutputPlan(inputs, overwrite=overwrite or keep) as own:
+        save_nifti_like(path, disk, geometry, plan=own)  # validated (never an input) and written before the backup
+        if keep:
+            backup = _backup_name(path)
+            os.rename(path, backup)
+            warnings.warn(f"{path} existed; the previous file was kept as {backup.name}", stacklevel=2)
+        own.commit()
+    return path
 
 
 def _backup_name(path: Path) -> Path:
@@ -48,6 +65,23 @@ def _backup_name(path: Path) -> Path:
     while (candidate := path.with_name(f"{stem}.bak{n}{ext}")).exists():
         n += 1
     return candidate
+
+
+def viewer_source_files() -> list[str]:
+    """Source files of the layers open in napari: all inputs the writer must never replace."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # no napari viewer: nothing else to protect
+        return []
+    sources = [_source_file(lightseg_metadata(layer.metadata).get("source")) for layer in viewer.layers] if viewer else []
+    return [s for s in sources if s]
+
+
+def _source_file(source: object) -> str | None:
+    """A layer's source file; a 4D file's volumes are recorded as ``<file>[i]``."""
+    return re.sub(r"\[\d+\]$", "", str(source)) if source else None
 
 
 def _geometry_from_viewer(shape: tuple[int, ...]) -> Geometry:

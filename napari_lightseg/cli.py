@@ -1,21 +1,38 @@
 """``lightseg``: list models, segment, detect, compare and view from a terminal.
 
-Errors are one line on stderr and a non-zero exit status.
+Every failure is one line on stderr, ``lightseg: error: <file>: <problem>`` (at most ``MAX_MESSAGE``
+characters, no traceback unless ``--debug``), with exit status 2 for bad input (a study, a card, labels,
+an argument, an unsafe output path), 1 for an internal error and 130 when cancelled (Ctrl+C).
+Every output is planned before any work (``io.outputs.OutputPlan``): never an input, never an existing
+file unless ``--overwrite``, all written atomically at the end, so a failed run leaves nothing behind.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
+import traceback
 from pathlib import Path
 
-from .io import CONVENTIONS, StudyError
+from .io import CONVENTIONS, LabelError, StudyError, discover, is_nifti, role_of
+from .io.naming import is_junk
+from .io.outputs import OutputPlan
 from .models import CardError
 from .progress import Cancelled
 
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+MAX_MESSAGE = 300
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line."""
+
+class UsageError(ValueError):
+    """A bad command line (argparse's complaint), reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message + exit
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _terminal_progress(label: str):
@@ -48,19 +65,54 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_inputs(inputs: list[str]) -> list[str | Path]:
+    """What a run must never write: the arguments (a folder protects every file in it), the discovered
+    files, and the study files beside them (a ``_seg`` ground truth that was not named, for instance)."""
+    paths: list[str | Path] = list(inputs)
+    found = discover(paths if len(paths) > 1 else paths[0])
+    return [*paths, *found.all_paths, *_study_files_beside(found.all_paths)]
+
+
+def _study_files_beside(files: list[Path]) -> list[Path]:
+    """NIfTI files named as a study file (a sequence or a segmentation) in the folders of ``files``."""
+    beside: list[Path] = []
+    for folder in {f.parent for f in files}:
+        try:
+            beside += [p for p in folder.iterdir() if is_nifti(p) and role_of(p) is not None and not is_junk(p)]
+        except OSError:
+            continue
+    return beside
+
+
+def _require_suffix(path: str, option: str, suffixes: tuple[str, ...]) -> None:
+    """An output's kind shows in its name: a JSON report can never land on a .nii.gz."""
+    if not path.lower().endswith(suffixes):
+        raise UsageError(f"{path}: {option} must end in {' or '.join(suffixes)}")
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from . import engine
     from ._writer import save_labels
     from .models import get_card
 
+    if not is_nifti(args.out):
+        raise UsageError(f"{args.out}: --out must end in .nii or .nii.gz")
     card = get_card(args.model)
-    result = engine.segment_paths(args.inputs, card, backend=args.backend, threads=args.threads,
-                                  progress=_terminal_progress("segment"))
-    convention = args.labels or result.study_convention or "brats2021"
-    out = save_labels(args.out, result.labels, result.geometry, convention, overwrite=True)
-    if args.report:
-        Path(args.report).write_text(json.dumps(result.report(), indent=2) + "\n")
-    print(f"{out}: {result.summary_line()}")
+    with OutputPlan(_study_inputs(args.inputs), overwrite=args.overwrite) as plan:
+        plan.add(args.out, "mask")
+        if args.report:
+            plan.add(args.report, "report")
+            _require_suffix(args.report, "--report", (".json",))
+        result = engine.segment_paths(args.inputs, card, backend=args.backend, threads=args.threads,
+                                      progress=_terminal_progress("segment"))
+        convention = args.labels or result.study_convention or "brats2021"
+        save_labels(args.out, result.labels, result.geometry, convention, plan=plan)
+        if args.report:
+            plan.write(args.report, lambda temp: temp.write_text(json.dumps(result.report(), indent=2) + "\n"))
+        plan.commit()
+    for note in result.notes:
+        print(f"lightseg: note: {note}", file=sys.stderr)
+    print(f"{args.out}: {result.summary_line()}")
     return 0
 
 
@@ -68,10 +120,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .io import load_study
     from .pcnn import detect, detection_report
 
-    study = load_study(args.inputs if len(args.inputs) > 1 else args.inputs[0], with_labels=False)
-    detection = detect(study, progress=_terminal_progress("detect"))
-    report = detection_report(study, detection)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    with OutputPlan(_study_inputs(args.inputs), overwrite=args.overwrite) as plan:
+        plan.add(args.out, "boxes")
+        _require_suffix(args.out, "--out", (".json",))
+        study = load_study(args.inputs if len(args.inputs) > 1 else args.inputs[0], with_labels=False)
+        detection = detect(study, progress=_terminal_progress("detect"))
+        report = detection_report(study, detection)
+        plan.write(args.out, lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
+        plan.commit()
     print(f"{args.out}: box {report['box3d_voxel']} (voxels, file order)")
     return 0
 
@@ -79,8 +135,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare_files, write_csv
 
-    rows = compare_files(args.reference, args.segmentations)
-    write_csv(rows, args.csv)
+    inputs = [args.reference, *args.segmentations]
+    with OutputPlan([*inputs, *_study_files_beside([Path(p) for p in inputs])], overwrite=args.overwrite) as plan:
+        plan.add(args.csv, "CSV")
+        _require_suffix(args.csv, "--csv", (".csv",))
+        rows = compare_files(args.reference, args.segmentations)
+        write_csv(rows, args.csv, plan=plan)
+        plan.commit()
     for row in rows:
         print(f"{row['segmentation']}: Dice WT {row['dice_WT']:.3f} TC {row['dice_TC']:.3f} ET {row['dice_ET']:.3f}")
     return 0
@@ -89,13 +150,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     from ._qt.viewer import open_viewer
 
-    return open_viewer(case=args.case, sample=args.sample, model=args.model, three_d=args.three_d,
-                       screenshot=args.screenshot)
+    if not args.screenshot:
+        return open_viewer(case=args.case, sample=args.sample, model=args.model, three_d=args.three_d)
+    inputs = _study_inputs([args.case]) if args.case else []
+    with OutputPlan(inputs, overwrite=args.overwrite) as plan:
+        temp = plan.add(args.screenshot, "screenshot")  # an input is named as such, before the suffix
+        _require_suffix(args.screenshot, "--screenshot", (".png",))
+        with contextlib.redirect_stdout(io.StringIO()):  # the viewer prints the (temp) file name
+            code = open_viewer(case=args.case, sample=args.sample, model=args.model, three_d=args.three_d,
+                               screenshot=str(temp))
+        if code == 0:
+            plan.commit()
+    if code == 0:
+        print(args.screenshot)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightseg", description="Brain-tumour segmentation on a CPU.")
+    parser = _Parser(prog="lightseg", description="Brain-tumour segmentation on a CPU.")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    overwrite_help = "replace existing output files (inputs are never replaced)"
 
     p = sub.add_parser("models", help="list the shipped models (their cards)")
     p.add_argument("--json", action="store_true", help="print the cards as a JSON list")
@@ -110,17 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", choices=sorted(CONVENTIONS), default=None,
                    help="label convention (default: the study's own, else brats2021)")
     p.add_argument("--report", default=None, help="write timings and volumes as JSON")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("detect", help="PCNN tumour detection: a 3D box as JSON")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("compare", help="Dice / HD95 / volumes of segmentations against a reference, as CSV")
     p.add_argument("reference")
     p.add_argument("segmentations", nargs="+")
     p.add_argument("--csv", required=True)
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("view", help="open napari with the plugin")
@@ -129,17 +207,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="run this model on the study")
     p.add_argument("--3d", dest="three_d", action="store_true", help="show the result in 3D")
     p.add_argument("--screenshot", default=None, help="save the window as PNG and exit")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_view)
     return parser
 
 
+def one_line(message: object, limit: int = MAX_MESSAGE) -> str:
+    """A message as one line of at most ``limit`` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error(message: object, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"lightseg: error: {one_line(message)}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (StudyError, CardError, CLIError, Cancelled, FileNotFoundError, ValueError) as exc:
-        print(f"lightseg: error: {exc}", file=sys.stderr)
-        return 1
+    except (Cancelled, KeyboardInterrupt):
+        print("lightseg: cancelled; no output was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except (StudyError, CardError, LabelError, UsageError, ValueError) as exc:
+        return _error(exc, EXIT_BAD_INPUT, debug)
+    except FileNotFoundError as exc:
+        return _error(f"{exc.filename}: {exc.strerror or 'no such file'}", EXIT_BAD_INPUT, debug)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(f"{where}{exc.strerror or exc}", EXIT_INTERNAL, debug)
+    except SystemExit as exc:  # argparse's --help (0)
+        return int(exc.code or 0) if isinstance(exc.code, (int, type(None))) else EXIT_BAD_INPUT
+    except Exception as exc:
+        return _error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                      EXIT_INTERNAL, debug)
 
 
 if __name__ == "__main__":

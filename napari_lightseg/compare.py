@@ -5,13 +5,14 @@ Pure numpy (no Qt): the CLI's ``compare`` command and the comparison widget shar
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .io import REGIONS, StudyError, load_labels
+from .io.outputs import OutputPlan, write_atomically
 from .metrics import region_scores
 
 COLUMNS: tuple[str, ...] = (
@@ -75,15 +76,27 @@ def _cell(value: Any) -> Any:
     return repr(float(value)) if isinstance(value, (float, np.floating)) else value
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write the rows with exactly the ``COLUMNS`` header (extra keys are left out)."""
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path, *, plan: OutputPlan | None = None,
+              inputs: Iterable[str | Path | None] = (), overwrite: bool = True) -> Path:
+    """Write the rows with exactly the ``COLUMNS`` header (extra keys are left out).
+
+    Atomic (temp file, then rename) and never onto one of ``inputs``; with ``plan`` the CSV joins the
+    caller's outputs and is renamed when the caller commits. ``overwrite`` defaults to True for the
+    widget, whose Save dialog has already asked; the CLI passes its own plan.
+    """
     path = Path(path)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow([_cell(row[column]) for column in COLUMNS])
-    return path
+
+    def write(temp: Path) -> None:
+        with temp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            for row in rows:
+                writer.writerow([_cell(row[column]) for column in COLUMNS])
+
+    if plan is not None:
+        plan.write(path, write, "CSV")
+        return path
+    return write_atomically(path, write, inputs=inputs, overwrite=overwrite, kind="CSV")
 
 
 def disagreement(segmentations: Sequence[np.ndarray]) -> np.ndarray:

@@ -22,7 +22,7 @@ from .correction import remove_small_components
 from .io import Geometry, Study, load_study
 from .metrics import class_volumes_ml, voxel_ml
 from .models import ModelCard
-from .preprocess import bounding_box, prepare, uncrop
+from .preprocess import bounding_box, prepare, quality, uncrop
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 
 MIN_COMPONENT_ML = 0.1
@@ -86,6 +86,8 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     timings = {"load": load_seconds}
     notes: list[str] = []
     check_cancel(cancel)
+    study, input_notes = quality.check_inputs(study, card.sequences)  # refuses, fixes exactly, or warns
+    notes += input_notes
     if card.kind == "pcnn":
         from . import pcnn
 
@@ -116,6 +118,7 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
         labels = remove_small_components(labels, MIN_COMPONENT_ML, spacing, per_class=False)
     detections = find_components(labels, spacing)
     volumes = class_volumes_ml(labels, spacing)
+    notes += quality.check_result(labels, study, card.sequences)
     timings["postprocess"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started + load_seconds
     report(progress, 1.0, "done")

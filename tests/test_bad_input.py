@@ -164,3 +164,190 @@ def test_non_nifti_through_the_api(tmp_path: Path) -> None:
 def test_get_reader_never_raises(tmp_path: Path, make: Callable[[Path], Path | list[str]]) -> None:
     target = make(tmp_path)
     assert get_reader(target if isinstance(target, list) else str(target)) is None
+
+
+# ------------------------------------------------------------------ headers and affines (before any allocation)
+@pytest.mark.parametrize("name", ["huge_flair.nii", "huge_flair.nii.gz"])
+@pytest.mark.parametrize("shape", [(30000, 30000, 30000), (5000, 10, 10), (1100, 1100, 1000)])
+def test_absurd_header_sizes_are_refused(tmp_path: Path, name: str, shape: tuple[int, int, int]) -> None:
+    from bad_inputs import absurd_header
+
+    path = absurd_header(tmp_path / name, shape)
+    with pytest.raises(StudyError) as error:
+        load_study([path])
+    _assert_one_line(error, name, "x".join(map(str, shape)), "corrupt header")
+
+
+def test_more_voxels_than_memory_is_refused(tmp_path: Path, monkeypatch) -> None:
+    from bad_inputs import absurd_header
+
+    from napari_lightseg.io import nifti
+
+    monkeypatch.setattr(nifti, "_available_memory_bytes", lambda: 1000)
+    path = absurd_header(tmp_path / "scan_flair.nii.gz", (64, 64, 64))
+    with pytest.raises(StudyError) as error:
+        nifti.load_nifti(path)
+    _assert_one_line(error, "scan_flair.nii.gz", "of memory is available")
+
+
+@pytest.mark.parametrize("kind, problem", [("nan", "NaN or infinite"), ("singular", "singular"), ("nan-qform", "NaN or infinite")])
+def test_degenerate_affines_are_refused(tmp_path: Path, kind: str, problem: str) -> None:
+    from bad_inputs import bad_affine
+
+    path = bad_affine(tmp_path / f"case_{kind}_flair.nii.gz", kind)
+    with pytest.raises(StudyError) as error:
+        load_study([path])
+    _assert_one_line(error, path.name, problem)
+    reader = get_reader(str(path))
+    with pytest.raises(StudyError):
+        reader(str(path))
+
+
+# ------------------------------------------------------------------ discovery ignores OS junk
+def test_os_junk_is_ignored(tmp_path: Path) -> None:
+    from bad_inputs import synthetic_case, with_os_junk
+
+    case = with_os_junk(synthetic_case(tmp_path))
+    assert (case / "._blob_flair.nii.gz").exists() and (case / ".DS_Store").exists()
+    study = load_study(case)
+    assert {p.name for p in study.files.all_paths} == {f"blob_{s}.nii.gz" for s in (*SEQUENCES, "seg")}
+    explicit = load_study(sorted(str(p) for p in case.iterdir()))  # a shell glob with dot-files included
+    assert explicit.files.sequences["flair"].name == "blob_flair.nii.gz"
+    junk_only = tmp_path / "junk"
+    junk_only.mkdir()
+    (junk_only / "._x_flair.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.raises(StudyError) as error:
+        load_study(junk_only)
+    _assert_one_line(error, "junk", "no NIfTI")
+
+
+# ------------------------------------------------------------------ input checks (preprocess.quality), one per rule
+@pytest.fixture(scope="module")
+def tiny_card(tmp_path_factory):
+    from helpers import tiny_onnx_card
+
+    return tiny_onnx_card(tmp_path_factory.mktemp("tiny"))
+
+
+def _variant(change: Callable[[str, np.ndarray], np.ndarray]):
+    import dataclasses
+
+    from helpers import blob_study
+
+    study = blob_study()
+    return dataclasses.replace(study, images={s: change(s, v).astype(np.float32) for s, v in study.images.items()})
+
+
+def _clean_labels(card) -> np.ndarray:
+    from helpers import blob_study
+
+    from napari_lightseg import engine
+
+    result = engine.run(blob_study(), card)
+    assert result.notes == [] and (result.labels > 0).sum() > 50
+    return result.labels
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda s, v: np.zeros_like(v) if s == "flair" else v, "FLAIR is blank (every voxel is 0)"),
+    (lambda s, v: np.full_like(v, 300) if s == "t1ce" else v, "T1ce is constant (every voxel is 300)"),
+    (lambda s, v: np.where(v > 0, 7, 0) if s == "t2" else v, "T2 holds one value inside the brain region"),
+    (lambda s, v: np.where(np.arange(v.size).reshape(v.shape) == 5, np.nan, v) if s == "flair" else v, "1 voxels are NaN"),
+])
+def test_unusable_sequences_are_refused(tiny_card, change, problem: str) -> None:
+    from napari_lightseg import engine
+
+    with pytest.raises(StudyError) as error:
+        engine.run(_variant(change), tiny_card)
+    _assert_one_line(error, problem)
+
+
+@pytest.mark.parametrize("change, note", [
+    (lambda s, v: v * np.float32(1e30), "rescaled by a power of two"),
+    (lambda s, v: v * np.float32(1e-30), "rescaled by a power of two"),
+    (lambda s, v: v - 2000, "background was -2000, not 0"),
+    (lambda s, v: v * np.float32(1e30) - np.float32(5e31), "background was -5e+31"),
+])
+def test_fixable_inputs_give_the_clean_mask_with_a_note(tiny_card, change, note: str) -> None:
+    from napari_lightseg import engine
+
+    result = engine.run(_variant(change), tiny_card)
+    assert np.array_equal(result.labels, _clean_labels(tiny_card))
+    assert any(note in n for n in result.notes), result.notes
+
+
+@pytest.mark.parametrize("change, warning", [
+    (lambda s, v: np.digitize(v, [50, 120, 200]) if s == "flair" else v, "FLAIR has only 3 distinct intensities"),
+    (lambda s, v: np.where(np.indices(v.shape)[0] < 18, 0, v) if s == "t1" else v, "T1 is 0 in"),
+    (lambda s, v: np.where(v == 0, 40 + np.random.default_rng(1).random(v.shape), v), "fills 100% of blob's volume"),
+])
+def test_suspicious_inputs_get_a_warning(tiny_card, change, warning: str) -> None:
+    from napari_lightseg import engine
+
+    result = engine.run(_variant(change), tiny_card)
+    assert any(n.startswith("WARNING") and warning in n for n in result.notes), result.notes
+
+
+def test_identical_sequences_get_a_warning(tiny_card) -> None:
+    import dataclasses
+
+    from helpers import blob_study
+
+    from napari_lightseg import engine
+
+    study = blob_study()
+    study = dataclasses.replace(study, images={**study.images, "flair": study.images["t2"]})
+    notes = engine.run(study, tiny_card).notes
+    assert any("FLAIR and T2 are identical" in n for n in notes), notes
+
+
+def test_implausible_result_gets_a_warning() -> None:
+    from helpers import blob_study
+
+    from napari_lightseg.preprocess import quality
+
+    study = blob_study()
+    brain = study.images["flair"] != 0
+    assert quality.check_result(np.where(brain, 2, 0), study, SEQUENCES)[0].startswith("WARNING the whole tumour covers 100%")
+    assert quality.check_result(study.labels, study, SEQUENCES) == []
+
+
+def test_clean_study_passes_unchanged() -> None:
+    from helpers import blob_study
+
+    from napari_lightseg.preprocess import quality
+
+    study = blob_study()
+    checked, notes = quality.check_inputs(study, SEQUENCES)
+    assert checked is study and notes == []
+
+
+# ------------------------------------------------------------------ real cases
+@pytest.mark.slow
+def test_real_case_corpus(data_root: Path, tmp_path: Path) -> None:
+    """A real case: clean preprocessing untouched; minus-2000 background gives the identical mask; blank FLAIR refused."""
+    import dataclasses
+
+    from bad_inputs import blank_flair, hashes
+
+    from napari_lightseg import engine
+    from napari_lightseg.models import get_card
+    from napari_lightseg.preprocess import prepare, quality
+
+    case = data_root / "brats18" / "Brats18_TCIA10_639_1"
+    before = hashes([case])
+    study = load_study(case, with_labels=False)
+    checked, notes = quality.check_inputs(study, SEQUENCES)
+    assert checked is study and notes == []
+    card = get_card("mnv3-lraspp-int8")
+    clean = engine.run(study, card)
+    shifted = dataclasses.replace(study, images={s: v - 2000 for s, v in study.images.items()})
+    assert np.array_equal(prepare([v for v in quality.check_inputs(shifted, SEQUENCES)[0].images.values()])[0],
+                          prepare(list(study.images.values()))[0])
+    result = engine.run(shifted, card)
+    assert np.array_equal(result.labels, clean.labels) and result.notes
+    with pytest.raises(StudyError) as error:
+        load_study(blank_flair(case, tmp_path / "blank"))  # loads fine ...
+        engine.run(load_study(tmp_path / "blank"), card)    # ... and is refused before inference
+    _assert_one_line(error, "Brats18_TCIA10_639_1_flair.nii.gz", "FLAIR is blank")
+    assert hashes([case]) == before

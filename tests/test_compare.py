@@ -97,7 +97,7 @@ def test_cli_compare_writes_csv(tmp_path, capsys):
     assert "seg1: Dice WT 1.000 TC 1.000 ET 1.000" in capsys.readouterr().out
 
     bad = _write(tmp_path / "bad.nii.gz", _labels(), affine=np.eye(4))
-    assert cli.main(["compare", str(ref), str(bad), "--csv", str(out)]) == 1
+    assert cli.main(["compare", str(ref), str(bad), "--csv", str(out), "--overwrite"]) == 2  # bad input
     err = capsys.readouterr().err.strip()
     assert err.startswith("lightseg: error:") and "bad.nii.gz" in err and "\n" not in err
 

@@ -51,6 +51,8 @@ def detect_convention(values: np.ndarray | set[int], source: str = "labels") -> 
     present = {int(v) for v in np.unique(np.asarray(list(values) if isinstance(values, set) else values))}
     unknown = present - {0, 1, 2, 3, 4}
     if unknown:
+        if len(present) > 16:  # an image, not a mask: say so in one short line, not a list of thousands
+            raise LabelError(f"{source}: not a label volume ({len(present):,} distinct values; expected 0/1/2/4 or 0/1/2/3)")
         raise LabelError(f"{source}: unexpected label values {sorted(unknown)} (expected 0,1,2 and 4 or 3)")
     if 3 in present and 4 in present:
         raise LabelError(f"{source}: has both label 3 and 4; neither BraTS 2021 (1/2/4) nor 2023 (1/2/3)")

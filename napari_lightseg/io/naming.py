@@ -27,6 +27,8 @@ _TOKENS: dict[str, str] = {
     "seg": SEGMENTATION, "segmentation": SEGMENTATION, "label": SEGMENTATION, "labels": SEGMENTATION,
 }
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# operating-system clutter that sits beside real files (macOS AppleDouble ``._*``, Finder, Explorer)
+JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "icon\r"})
 
 
 class StudyError(ValueError):
@@ -35,6 +37,12 @@ class StudyError(ValueError):
 
 def is_nifti(path: str | Path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def is_junk(path: str | Path) -> bool:
+    """Hidden files and OS clutter: never a study file (``._case_flair.nii.gz`` is macOS metadata)."""
+    name = Path(path).name
+    return name.startswith(".") or name.lower() in JUNK_NAMES
 
 
 def strip_nifti_suffix(name: str) -> str:
@@ -92,6 +100,8 @@ def discover(paths: str | Path | list[str | Path]) -> StudyFiles:
     """Find the sequences and segmentation among a folder's files or a list of files.
 
     A single file that names no role is taken as a 4D multi-sequence volume (checked on load).
+    Hidden files and OS clutter (``._*``, ``.DS_Store``, ``Thumbs.db``) are ignored, in a folder and
+    when named explicitly (a glob such as ``case/*``): they are never images.
     """
     items = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     if not items:
@@ -99,17 +109,21 @@ def discover(paths: str | Path | list[str | Path]) -> StudyFiles:
     files: list[Path] = []
     for item in items:
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and is_nifti(p))
+            found = sorted(p for p in item.iterdir() if p.is_file() and is_nifti(p) and not is_junk(p))
             if not found:
                 raise StudyError(f"{item}: folder holds no NIfTI (.nii/.nii.gz) files")
             files.extend(found)
         elif not item.exists():
             raise StudyError(f"{item}: no such file or folder")
+        elif is_junk(item):
+            continue
         elif not is_nifti(item):
             raise StudyError(f"{item}: not a NIfTI file (.nii or .nii.gz expected)")
         else:
             files.append(item)
 
+    if not files:
+        raise StudyError(f"{items[0]}: only hidden files or OS clutter (._*, .DS_Store) given")
     name = case_name(items[0]) if items[0].is_dir() or len(files) > 1 else case_name(files[0])
     by_role: dict[str, list[Path]] = {}
     for f in files:

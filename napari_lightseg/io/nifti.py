@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from .naming import StudyError
+from .outputs import OutputPlan
 
 DISPLAY_AXCODES = ("S", "P", "L")
 AFFINE_TOLERANCE_MM = 1e-3
@@ -80,13 +81,26 @@ class Geometry:
         return f"affines differ by up to {diff:.4g} mm"
 
 
+# Header sanity limits, checked before any voxel is read: a corrupt or hostile header must not
+# make the loader allocate terabytes.
+MAX_AXIS_VOXELS = 4096
+MAX_VOXELS = 1024 ** 3
+MIN_VOXEL_VOLUME_MM3 = 1e-6
+
+
 def load_nifti(path: str | Path, allow_4d: bool = False) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """Read a NIfTI file; return (float32 data as stored, image). Every problem is a StudyError."""
+    """Read a NIfTI file; return (float32 data as stored, image). Every problem is a StudyError.
+
+    The header is checked before the data are read: absurd sizes, and NaN/infinite or singular
+    affines (sform or qform) are refused naming the file; NaN/infinite voxels are refused after.
+    """
     path = Path(path)
     try:
         img = nib.load(str(path))
     except FileNotFoundError:
         raise StudyError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise StudyError(f"{path}: is a folder, not a NIfTI file") from None
     except Exception as exc:  # nibabel raises several types for non-NIfTI input
         raise StudyError(f"{path}: not a readable NIfTI file ({_short(exc)})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
@@ -98,8 +112,12 @@ def load_nifti(path: str | Path, allow_4d: bool = False) -> tuple[np.ndarray, ni
         raise StudyError(f"{path}: image is {len(img.shape)}D {tuple(img.shape)}; a 3D volume is required")
     if len(shape) > (4 if allow_4d else 3):
         raise StudyError(f"{path}: image is {len(shape)}D {tuple(img.shape)}; a 3D volume is required")
+    _check_header_size(path, tuple(int(s) for s in shape))
+    _check_affine(path, img)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except MemoryError:
+        raise StudyError(f"{path}: not enough memory to read {tuple(shape)} voxels") from None
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise StudyError(f"{path}: file is truncated or corrupt ({_short(exc)})") from None
     if not np.all(np.isfinite(data)):
@@ -108,17 +126,64 @@ def load_nifti(path: str | Path, allow_4d: bool = False) -> tuple[np.ndarray, ni
     return data, img
 
 
-def save_nifti_like(path: str | Path, data: np.ndarray, geometry: Geometry, overwrite: bool = False) -> Path:
+def _check_header_size(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse sizes no MRI has, and sizes this machine cannot hold, before allocating anything."""
+    spatial = shape[:3]
+    voxels = int(np.prod(shape, dtype=np.float64))
+    if max(spatial) > MAX_AXIS_VOXELS or int(np.prod(spatial, dtype=np.float64)) > MAX_VOXELS:
+        raise StudyError(f"{path}: header claims {'x'.join(map(str, shape))} voxels; more than an MRI volume "
+                         f"can hold (at most {MAX_AXIS_VOXELS} per axis, {MAX_VOXELS:,} in all): corrupt header?")
+    needed = voxels * 4  # float32 copy
+    available = _available_memory_bytes()
+    if available is not None and needed > available:
+        raise StudyError(f"{path}: {'x'.join(map(str, shape))} voxels need {needed / 2**30:.1f} GiB; "
+                         f"only {available / 2**30:.1f} GiB of memory is available")
+
+
+def _available_memory_bytes() -> int | None:
+    """Memory the process can still get (Linux MemAvailable, else free pages); None when unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_affine(path: Path, img: nib.Nifti1Image) -> None:
+    """The voxel-to-world transform must be finite and invertible (sform and qform when set)."""
+    header = img.header
+    candidates = [("affine", img.affine)]
+    if int(header["sform_code"]) > 0:
+        candidates.append(("sform", header.get_sform()))
+    if int(header["qform_code"]) > 0:
+        candidates.append(("qform", header.get_qform()))
+    for name, affine in candidates:
+        matrix = np.asarray(affine, dtype=np.float64)
+        if not np.all(np.isfinite(matrix)):
+            raise StudyError(f"{path}: the {name} (voxel-to-world transform) holds NaN or infinite values")
+        volume = abs(float(np.linalg.det(matrix[:3, :3])))
+        if not volume > MIN_VOXEL_VOLUME_MM3:
+            raise StudyError(f"{path}: the {name} (voxel-to-world transform) is singular "
+                             f"(voxel volume {volume:.3g} mm3): corrupt header?")
+
+
+def save_nifti_like(path: str | Path, data: np.ndarray, geometry: Geometry, overwrite: bool = False, *,
+                    plan: OutputPlan | None = None, inputs: Iterable[str | Path | None] = ()) -> Path:
     """Write ``data`` (already in the file's own array order) with the source affine and header.
 
-    Atomic: writes a temporary file in the same folder, then renames. Refuses to overwrite
-    unless asked.
+    Safe by construction (``io.outputs``): written to a temp file in the target folder, then renamed;
+    refuses to overwrite unless asked, and never writes onto one of ``inputs``. With ``plan`` the file
+    is written into the caller's plan (the caller commits, with all its other outputs).
     """
     path = Path(path)
     if not str(path).lower().endswith((".nii", ".nii.gz")):
         raise StudyError(f"{path}: output must end in .nii or .nii.gz")
-    if path.exists() and not overwrite:
-        raise StudyError(f"{path}: file exists; refusing to overwrite")
     if tuple(data.shape) != geometry.disk_shape:
         raise StudyError(f"{path}: data shape {data.shape} does not match the source grid {geometry.disk_shape}")
     header = geometry.header.copy()
@@ -130,16 +195,12 @@ def save_nifti_like(path: str | Path, data: np.ndarray, geometry: Geometry, over
     # keep the exact sform/qform (and their codes) of the source
     img.set_sform(geometry.header.get_sform(), int(geometry.header["sform_code"]))
     img.set_qform(geometry.header.get_qform(), int(geometry.header["qform_code"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=".lightseg-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if plan is not None:
+        plan.write(path, lambda temp: nib.save(img, str(temp)), "mask")
+        return path
+    with OutputPlan(inputs, overwrite=overwrite) as own:
+        own.write(path, lambda temp: nib.save(img, str(temp)), "mask")
+        own.commit()
     return path
 
 

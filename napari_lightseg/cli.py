@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_batch import add_batch_parser
 from .io import CONVENTIONS, StudyError
 from .models import CardError
 from .progress import Cancelled
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--3d", dest="three_d", action="store_true", help="show the result in 3D")
     p.add_argument("--screenshot", default=None, help="save the window as PNG and exit")
     p.set_defaults(func=cmd_view)
+    add_batch_parser(sub)
     return parser
 
 

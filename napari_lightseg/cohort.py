@@ -33,10 +33,13 @@ import hashlib
 import io
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -402,8 +405,9 @@ def run_cohort(cases: list[CaseSpec], card_name: str | Path | ModelCard, out_dir
                 if workers:
                     n_workers, default_threads = workers, max(1, n_workers * default_threads // workers)
                 ort_threads = threads_per_worker or default_threads
-                cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                                       dashboard_address=":0", silence_logs=40)
+                with _workers_ignore_sigint():
+                    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
+                                           dashboard_address=":0", silence_logs=40)
                 client = Client(cluster)
             elif isinstance(scheduler, Client):
                 client = scheduler
@@ -439,6 +443,20 @@ def run_cohort(cases: list[CaseSpec], card_name: str | Path | ModelCard, out_dir
     paths = writer.write(rows, final=True)
     write_text_atomic(out_dir / "cohort_summary.json", json.dumps(totals, indent=2) + "\n")
     return CohortResult([rows[c.name] for c in cases], totals, paths, interrupted)
+
+
+@contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Worker processes started here inherit an ignored SIGINT, so Ctrl+C in a terminal (sent to the
+    whole process group) reaches only this process, which cancels the futures and closes the cluster."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cohort_totals(rows: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:

@@ -130,13 +130,9 @@ def _holds_nifti(folder: Path) -> bool:
 
 
 def _dicom_cases(folders: list[Path]) -> list[CaseSpec]:
-    """HOOK for folders of DICOM studies: ``napari_lightseg.io.dicom.find_studies(folder)`` when that
-    module exists (it is written elsewhere); until then such folders are not cases."""
-    try:
-        from .io import dicom  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    finder = getattr(dicom, "find_studies", None)
+    """HOOK for folders of DICOM studies: ``napari_lightseg.io.dicom.find_studies(folder) -> [(name, paths)]``
+    when that module exists (it is written elsewhere); until then such folders are not cases."""
+    finder = getattr(_dicom_module(), "find_studies", None)
     if finder is None:
         return []
     found = []
@@ -144,6 +140,16 @@ def _dicom_cases(folders: list[Path]) -> list[CaseSpec]:
         for name, paths in finder(folder):
             found.append(CaseSpec(str(name), tuple(Path(p) for p in paths), kind="dicom"))
     return found
+
+
+def _dicom_module() -> Any:
+    """``napari_lightseg.io.dicom`` when it exists, else None."""
+    import importlib
+
+    try:
+        return importlib.import_module(".io.dicom", __package__)
+    except ImportError:
+        return None
 
 
 def _case_from_path(path: Path) -> CaseSpec:
@@ -295,13 +301,12 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
 def _load_case(case: CaseSpec):
     from .io import load_study
 
-    if case.kind == "dicom":  # the DICOM reader is written elsewhere; this is where it plugs in
-        try:
-            from .io.dicom import load_dicom_study  # type: ignore[attr-defined]
-        except ImportError:
-            raise StudyError(f"{case.input}: DICOM studies need napari_lightseg.io.dicom, not available") from None
-        return load_dicom_study(list(case.paths))
-    paths = list(case.paths)
+    if case.kind == "dicom":  # HOOK: the DICOM reader (written elsewhere) plugs in as io.dicom.load_study(paths)
+        loader = getattr(_dicom_module(), "load_study", None)
+        if loader is None:
+            raise StudyError(f"{case.input}: DICOM studies need napari_lightseg.io.dicom.load_study, not available")
+        return loader(list(case.paths))
+    paths: list[str | Path] = list(case.paths)
     return load_study(paths[0] if len(paths) == 1 else paths, with_labels=False)
 
 

@@ -167,3 +167,23 @@ def test_cli_batch_end_to_end(cohort, card, tmp_path, capsys):
     assert main(["batch", str(tmp_path / "absent"), "--model", str(card.card_path), "--out", str(out)]) == 2
     assert main(["batch", str(cohort), "--model", "no-such-model", "--out", str(out)]) == 2
     assert "no model named" in capsys.readouterr().err
+
+
+def test_dicom_studies_plug_in_through_io_dicom(tmp_path, card, monkeypatch):
+    """The hook for the DICOM reader: io.dicom.find_studies(folder) and io.dicom.load_study(paths)."""
+    import sys
+    import types
+
+    root = tmp_path / "mixed"
+    write_case(root, "nifti0")
+    (root / "study-dcm").mkdir()
+    (root / "study-dcm" / "IM0001.dcm").write_bytes(b"stand-in")
+    assert [c.name for c in find_cases(root)] == ["nifti0"]  # no DICOM reader: not a case
+    fake = types.ModuleType("napari_lightseg.io.dicom")
+    fake.find_studies = lambda folder: [(f"{folder.name}-1", [folder])]
+    fake.load_study = lambda paths: blob_study(SHAPE)
+    monkeypatch.setitem(sys.modules, "napari_lightseg.io.dicom", fake)
+    cases = find_cases(root)
+    assert [(c.name, c.kind) for c in cases] == [("nifti0", "nifti"), ("study-dcm-1", "dicom")]
+    rows = _run(cases, card, tmp_path / "out").rows
+    assert [r["status"] for r in rows] == ["ok", "ok"]

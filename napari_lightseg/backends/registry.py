@@ -132,7 +132,7 @@ def _ort_session(path: str, provider: str, threads: int, sha256: str = ""):
             tmp = None
     try:
         session = ort.InferenceSession(path, sess_options=opts, providers=[provider])
-        if tmp is not None and os.path.getsize(tmp) > 0:
+        if tmp is not None and cached is not None and os.path.getsize(tmp) > 0:
             os.replace(tmp, cached)
     finally:
         if tmp is not None and os.path.exists(tmp):

@@ -236,7 +236,7 @@ def previous_row(out_dir: Path, case: CaseSpec, card_hash: str) -> tuple[dict[st
     """The stored row when the case is done with this card and these inputs, else (None, why it is redone)."""
     seg, report = output_paths(out_dir, case)
     if not report.exists():
-        return None, ""
+        return None, "an earlier mask without its report was replaced" if seg.exists() else ""
     try:
         row = json.loads(report.read_text())["cohort_row"]
         current = inputs_sha256(case)

@@ -49,6 +49,7 @@ from .models import CardError, ModelCard, get_card, load_card
 
 STATUS_OK, STATUS_SKIPPED, STATUS_FAILED, STATUS_CANCELLED = "ok", "skipped", "failed", "cancelled"
 EXIT_OK, EXIT_BAD_ARGS, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
+CONNECT_TIMEOUT_S = 20  # to reach an existing scheduler
 MEMORY_PER_WORKER_GB = 1.5  # one 240x240x155 case peaks near 0.5 GB in the engine; room for the worker itself
 STAGES = ("read", "preprocess", "inference", "postprocess", "write")
 CLASSES = ("NCR", "ED", "ET", "WT", "TC")
@@ -417,7 +418,7 @@ def run_cohort(cases: list[CaseSpec], card_name: str | Path | ModelCard, out_dir
             elif isinstance(scheduler, Client):
                 client = scheduler
             else:
-                client = Client(str(scheduler))
+                client = Client(str(scheduler), timeout=CONNECT_TIMEOUT_S)
             futures = {client.submit(process_case, case, card, str(out_dir), backend=backend, threads=ort_threads,
                                      labels=labels, notes=why, key=f"lightseg-{case.name}-{card_hash[:8]}",
                                      pure=False): case for case, why in todo}

@@ -187,3 +187,13 @@ def test_dicom_studies_plug_in_through_io_dicom(tmp_path, card, monkeypatch):
     assert [(c.name, c.kind) for c in cases] == [("nifti0", "nifti"), ("study-dcm-1", "dicom")]
     rows = _run(cases, card, tmp_path / "out").rows
     assert [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_batch_on_a_given_scheduler_address(cohort, card, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        result = run_cohort(find_cases(str(cohort / "case*")), card, tmp_path / "out", scheduler=cluster.scheduler_address,
+                            threads_per_worker=1)
+    assert [r["status"] for r in result.rows] == ["ok", "ok", "ok"]
+    assert result.exit_code == EXIT_OK and result.totals["ok"] == 3

@@ -517,6 +517,8 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path | None:
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
+    except (pa.ArrowException, OSError):  # the CSV is the table of record; Parquet is a convenience
+        return None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -36,6 +36,12 @@ def write_case(root, name, seed=0):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _private_session_cache(tmp_path, monkeypatch):
+    """Optimized ONNX graphs go to this test's folder, not the user's cache."""
+    monkeypatch.setenv("LIGHTSEG_CACHE", str(tmp_path / "ort-cache"))
+
+
 @pytest.fixture()
 def cohort(tmp_path):
     """Three good cases and one whose FLAIR is not NIfTI at all."""

@@ -10,6 +10,12 @@ from napari_lightseg import engine
 from napari_lightseg.energy import DEFAULT_WATTS_PER_CORE, WATTS_ENV, EnergyMeter, measure, rapl_packages
 
 
+@pytest.fixture(autouse=True)
+def _private_session_cache(tmp_path, monkeypatch):
+    """Optimized ONNX graphs go to this test's folder, not the user's cache."""
+    monkeypatch.setenv("LIGHTSEG_CACHE", str(tmp_path / "ort-cache"))
+
+
 def _busy(seconds: float) -> None:
     end = time.process_time() + seconds
     while time.process_time() < end:

@@ -16,6 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .cli_batch import add_batch_parser
 from .io import CONVENTIONS, LabelError, StudyError, discover, is_nifti, role_of
 from .io.naming import is_junk
 from .io.outputs import OutputPlan
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", default=None, help="save the window as PNG and exit")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_view)
+    add_batch_parser(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from .backends import get_backend, parse_backend
 from .correction import remove_small_components
+from .energy import EnergyMeter
 from .io import Geometry, Study, load_study
 from .metrics import class_volumes_ml, voxel_ml
 from .models import ModelCard
@@ -54,6 +55,9 @@ class Result:
     study_name: str = ""
     study_convention: str | None = None
     slices: int = 0
+    cpu_s: float = 0.0  # process CPU seconds of the run (all threads)
+    energy_j: float = 0.0
+    energy_method: str = ""  # measured (RAPL) or an estimate: see napari_lightseg.energy
 
     @property
     def ms_per_slice(self) -> float:
@@ -69,6 +73,8 @@ class Result:
             "detections": [{"box_voxel_display": [list(d.box[0]), list(d.box[1])], "centroid_voxel_display":
                             [round(c, 2) for c in d.centroid], "volume_ml": round(d.volume_ml, 3)} for d in self.detections],
             "peak_memory_mb": round(self.peak_memory_mb, 1), "notes": self.notes,
+            "cpu_s": round(self.cpu_s, 4), "energy_j": round(self.energy_j, 3),
+            "energy_wh": round(self.energy_j / 3600.0, 6), "energy_method": self.energy_method,
         }
 
     def summary_line(self) -> str:
@@ -82,6 +88,7 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
         postprocess: bool = True, batch: int = DEFAULT_BATCH, load_seconds: float = 0.0) -> Result:
     """Segment a loaded study with a model card on a backend (``name`` or ``name:provider``)."""
     started = time.perf_counter()
+    meter = EnergyMeter().start()
     backend_name, provider = parse_backend(backend, card)
     timings = {"load": load_seconds}
     notes: list[str] = []
@@ -122,8 +129,10 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     timings["postprocess"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started + load_seconds
     report(progress, 1.0, "done")
+    usage = meter.stop()
     return Result(labels, study.geometry, card.name, actual_backend, actual_provider, timings, volumes,
-                  detections, _peak_rss_mb(), notes, study.name, study.convention, slices)
+                  detections, _peak_rss_mb(), notes, study.name, study.convention, slices,
+                  cpu_s=usage.cpu_s, energy_j=usage.energy_j, energy_method=usage.method)
 
 
 def segment_paths(paths: str | Path | list[str | Path], card: ModelCard, backend: str | None = None, **kwargs) -> Result:

@@ -1,11 +1,26 @@
-"""Backend registry: availability, provider choice and cached inference sessions."""
+"""Backend registry: availability, provider choice and cached inference sessions.
+
+Sessions are cached twice: in memory per process (``lru_cache``: the GUI's repeated runs and each
+Dask worker's cases reuse one session), and on disk for the CPU provider: the graph ONNX Runtime
+optimizes at session creation is saved once (``SessionOptions.optimized_model_filepath``) under the
+user cache folder (``LIGHTSEG_CACHE``, else ``$XDG_CACHE_HOME/napari-lightseg``, else
+``~/.cache/napari-lightseg``; ``LIGHTSEG_CACHE=off`` disables it), and later processes load it with
+graph optimization off. The file name holds the weights' sha256, the ONNX Runtime version and a hash
+of the CPU's model and flags, since an optimized graph may use kernels of this CPU only; outputs are
+bit-identical to optimizing afresh (checked by ``tests/test_session_cache.py`` and, on real cases, by
+``benchmarks/bench_speed.py``).
+"""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import platform
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -67,13 +82,13 @@ class OnnxRuntimeBackend:
             notes.append(f"{wanted} is not available here; fell back to {CPU_PROVIDER}")
             wanted = CPU_PROVIDER
         try:
-            session = _ort_session(str(card.path), wanted, threads)
+            session = _ort_session(str(card.path), wanted, threads, card.sha256 or "")
         except Exception as exc:  # a provider that fails to initialise: fall back to CPU
             if wanted == CPU_PROVIDER:
                 raise BackendError(f"{card.name}: onnxruntime could not load {card.file} ({exc})") from None
             notes.append(f"{wanted} failed ({str(exc).splitlines()[0][:120]}); fell back to {CPU_PROVIDER}")
             wanted = CPU_PROVIDER
-            session = _ort_session(str(card.path), wanted, threads)
+            session = _ort_session(str(card.path), wanted, threads, card.sha256 or "")
         actual = session.get_providers()[0]
         if actual != wanted:
             notes.append(f"{wanted} was requested but {actual} runs the model")
@@ -86,15 +101,74 @@ class OnnxRuntimeBackend:
 
 
 @lru_cache(maxsize=8)
-def _ort_session(path: str, provider: str, threads: int):
+def _ort_session(path: str, provider: str, threads: int, sha256: str = ""):
+    """One session per (model, provider, threads) per process; the optimized graph cached on disk (CPU)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=options, providers=[provider])
+    def options(level):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = level
+        opts.log_severity_level = 3
+        return opts
+
+    cached = optimized_model_path(sha256, provider)
+    if cached is not None and cached.exists():
+        try:
+            return ort.InferenceSession(str(cached), sess_options=options(ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
+                                        providers=[provider])
+        except Exception:  # a damaged cache file: optimize afresh and replace it
+            pass
+    opts = options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    tmp = None
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".ort-", suffix=".onnx", dir=cached.parent)
+            os.close(fd)
+            opts.optimized_model_filepath = tmp
+        except OSError:  # no writable cache folder: run without one
+            tmp = None
+    try:
+        session = ort.InferenceSession(path, sess_options=opts, providers=[provider])
+        if tmp is not None and cached is not None and os.path.getsize(tmp) > 0:
+            os.replace(tmp, cached)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return session
+
+
+def cache_dir() -> Path | None:
+    """Where optimized graphs are kept; None (no disk cache) when ``LIGHTSEG_CACHE`` is off, 0 or empty."""
+    setting = os.environ.get("LIGHTSEG_CACHE")
+    if setting is not None:
+        return None if setting.strip().lower() in ("", "0", "off", "no", "false") else Path(setting).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "napari-lightseg"
+
+
+def optimized_model_path(sha256: str, provider: str) -> Path | None:
+    """The cache file for these weights on this ORT version and CPU; None when not cached (other providers)."""
+    folder = cache_dir()
+    if folder is None or provider != CPU_PROVIDER or not sha256:
+        return None
+    import onnxruntime as ort
+
+    return folder / "ort" / f"{sha256[:16]}-ort{ort.__version__}-{_cpu_fingerprint()}.onnx"
+
+
+@lru_cache(maxsize=1)
+def _cpu_fingerprint() -> str:
+    """Hash of the CPU model and its instruction-set flags: an optimized graph is valid on the same kind of CPU."""
+    text = platform.machine() + platform.processor()
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        text += "".join(sorted({line for line in info if line.startswith(("model name", "flags", "Features"))}))
+    except OSError:
+        pass
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class TorchBackend:

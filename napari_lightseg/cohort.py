@@ -275,7 +275,10 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
         result = engine.run(study, card, backend, threads=threads, load_seconds=read_s)
         row["session_reused"] = _session_hits() > hits if card.kind == "cnn" else ""
         t = time.perf_counter()
-        save_labels(seg, result.labels, result.geometry, labels or result.study_convention or "brats2021", overwrite=True)
+        seg.parent.mkdir(parents=True, exist_ok=True)
+        # an output folder inside the cohort must never replace a case's own files (e.g. its ground truth)
+        save_labels(seg, result.labels, result.geometry, labels or result.study_convention or "brats2021",
+                    overwrite=True, inputs=case.paths)
         write_s = time.perf_counter() - t
         timings = {**result.timings_s, "read": read_s, "write": write_s}
         row.update(status=STATUS_OK, backend=result.backend, provider=result.provider,

@@ -35,13 +35,13 @@ MOTIONS = {  # rotation degrees (x, y, z), translation mm
     "t2": ((3.0, 3.0, 2.0), (2.0, 6.0, -5.0)),
 }
 SETTINGS = {
-    "scanner, shrink 4-2, 5%": DEFAULT_SETTINGS,
-    "scanner, shrink 8-4, 5%": replace(DEFAULT_SETTINGS, shrink_factors=(8, 4), smoothing_sigmas_mm=(4.0, 2.0)),
-    "scanner, shrink 4-2-1, 2%": replace(DEFAULT_SETTINGS, shrink_factors=(4, 2, 1), smoothing_sigmas_mm=(2.0, 1.0, 0.0),
-                                        sampling_fraction=0.02),
-    "scanner, shrink 4-2, 20%": replace(DEFAULT_SETTINGS, sampling_fraction=0.2),
-    "geometry centres, shrink 4-2, 5%": replace(DEFAULT_SETTINGS, initializer="geometry"),
-    "moments, shrink 4-2, 5%": replace(DEFAULT_SETTINGS, initializer="moments"),
+    "scanner, block-mean pyramid 4-2 mm, 5%": DEFAULT_SETTINGS,
+    "scanner, ITK Gaussian pyramid 4-2 mm, 5%": replace(DEFAULT_SETTINGS, pyramid="itk"),
+    "scanner, block-mean 6-3 mm, 5%": replace(DEFAULT_SETTINGS, levels_mm=(6.0, 3.0)),
+    "scanner, block-mean 4-2-1 mm, 2%": replace(DEFAULT_SETTINGS, levels_mm=(4.0, 2.0, 1.0), sampling_fraction=0.02),
+    "scanner, block-mean 4-2 mm, 5%, min step 0.01": replace(DEFAULT_SETTINGS, min_step=0.01),
+    "geometry centres, block-mean 4-2 mm, 5%": replace(DEFAULT_SETTINGS, initializer="geometry"),
+    "moments, block-mean 4-2 mm, 5%": replace(DEFAULT_SETTINGS, initializer="moments"),
 }
 
 

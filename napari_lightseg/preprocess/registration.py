@@ -45,12 +45,12 @@ LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
 class RegistrationSettings:
     """Rigid registration settings; the defaults were chosen by ``benchmarks/bench_registration.py``."""
 
-    shrink_factors: tuple[int, ...] = (4, 2)
-    smoothing_sigmas_mm: tuple[float, ...] = (2.0, 1.0)
+    levels_mm: tuple[float, ...] = (4.0, 2.0)  # coarse-to-fine voxel size of the pyramid levels
+    pyramid: str = "binshrink"  # binshrink: block means, once per level | itk: ITK's Gaussian smoothing + shrink
     sampling_fraction: float = 0.05
     histogram_bins: int = 32
-    iterations: int = 100
-    learning_rate: float = 1.0
+    iterations: int = 100  # per level
+    learning_rate: float = 1.0  # first step, about 1 mm (scales from physical shift)
     min_step: float = 1e-3
     initializer: str = "scanner"  # scanner (identity about the reference centre) | geometry | moments
     seed: int = 17
@@ -206,61 +206,75 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, settings: Registrat
     """Rigid transform (fixed physical point -> moving physical point) by Mattes mutual information.
 
     Starts from the scanner's coordinates (identity about the fixed image's centre): sequences of one
-    session share the patient frame, so the answer is a small motion. Raises ``Cancelled`` when
-    ``cancel()`` turns true.
+    session share the patient frame, so the answer is a small motion. Coarse-to-fine over block-mean
+    shrunk copies (``settings.levels_mm``): shrinking once per level is far cheaper on a CPU than ITK's
+    full-resolution Gaussian pyramid, at the same accuracy (benchmarks/RESULTS_registration.md).
+    Raises ``Cancelled`` when ``cancel()`` turns true.
     """
     started = time.perf_counter()
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)
-    initial = _initial_transform(fixed, moving, settings.initializer)
+    transform = _initial_transform(fixed, moving, settings.initializer)
+    levels = list(settings.levels_mm)
+    state = {"cancelled": False, "iterations": 0, "level": 0}
+    metric = float("nan")
+    stop = ""
+    if settings.pyramid == "itk":
+        runs = [(fixed, moving, [max(1, round(mm / min(fixed.GetSpacing()))) for mm in levels], [mm / 2 for mm in levels])]
+    else:
+        runs = [(_shrink_to(fixed, mm), _shrink_to(moving, mm), [1], [0.0]) for mm in levels]
+    learning_rate = settings.learning_rate
+    for number, (level_fixed, level_moving, shrink, sigmas) in enumerate(runs):
+        check_cancel(cancel)
+        state["level"] = number
+        method = _method(settings, learning_rate, shrink, sigmas)
+        method.SetInitialTransform(transform, inPlace=True)
+
+        def on_iteration(method: sitk.ImageRegistrationMethod = method) -> None:
+            state["iterations"] += 1
+            if cancel is not None and cancel():
+                state["cancelled"] = True
+                method.StopRegistration()
+            elif progress is not None and state["iterations"] % 10 == 0:
+                done = min(method.GetOptimizerIteration() / settings.iterations, 1.0)
+                report(progress, (state["level"] + done) / len(levels), "registering")
+
+        method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+        method.Execute(level_fixed, level_moving)
+        if state["cancelled"]:
+            raise Cancelled("cancelled by the user")
+        metric, stop = float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
+        learning_rate /= 2  # the next, finer level only refines
+    info = {"metric": metric, "iterations": int(state["iterations"]), "stop": stop,
+            "seconds": time.perf_counter() - started}
+    return sitk.Euler3DTransform(transform), info
+
+
+def _method(settings: RegistrationSettings, learning_rate: float, shrink: list[int],
+            sigmas: list[float]) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=settings.learning_rate, minStep=settings.min_step, numberOfIterations=settings.iterations,
+        learningRate=learning_rate, minStep=settings.min_step, numberOfIterations=settings.iterations,
         gradientMagnitudeTolerance=1e-6)
     method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
-    method.SetSmoothingSigmasPerLevel(list(settings.smoothing_sigmas_mm))
+    method.SetShrinkFactorsPerLevel(shrink)
+    method.SetSmoothingSigmasPerLevel(sigmas)
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(initial, inPlace=False)
-    state = {"cancelled": False, "level": 0, "iterations": 0}
-    levels = len(settings.shrink_factors)
+    return method
 
-    def on_iteration() -> None:
-        state["iterations"] += 1
-        if cancel is not None and cancel():
-            state["cancelled"] = True
-            method.StopRegistration()
-        elif progress is not None and state["iterations"] % 10 == 0:
-            fraction = (state["level"] + min(method.GetOptimizerIteration() / settings.iterations, 1)) / levels
-            report(progress, fraction, f"registering: level {state['level'] + 1}/{levels}")
 
-    def on_level() -> None:
-        if state["iterations"]:
-            state["level"] += 1
-        if cancel is not None and cancel():
-            state["cancelled"] = True
-            method.StopRegistration()
-
-    method.AddCommand(sitk.sitkIterationEvent, on_iteration)
-    method.AddCommand(sitk.sitkMultiResolutionIterationEvent, on_level)
-    check_cancel(cancel)
-    result = method.Execute(fixed, moving)
-    if state["cancelled"] or (cancel is not None and cancel()):
-        raise Cancelled("cancelled by the user")
-    transform = _as_euler(result)
-    info = {
-        "metric": float(method.GetMetricValue()), "iterations": int(state["iterations"]),
-        "stop": method.GetOptimizerStopConditionDescription(), "seconds": time.perf_counter() - started,
-        "settings": settings,
-    }
-    return transform, info
+def _shrink_to(image: sitk.Image, voxel_mm: float) -> sitk.Image:
+    """Block means down to about ``voxel_mm`` per axis (thick-slice axes are left alone)."""
+    factors = [max(1, int(round(voxel_mm / s))) for s in image.GetSpacing()]
+    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
 
 
 def _initial_transform(fixed: sitk.Image, moving: sitk.Image, how: str) -> sitk.Euler3DTransform:
+    """scanner: identity about the fixed centre; geometry / moments: ITK's centring initializers (compared)."""
     if how == "scanner":
         transform = sitk.Euler3DTransform()
         size = np.array(fixed.GetSize(), dtype=np.float64)
@@ -269,16 +283,6 @@ def _initial_transform(fixed: sitk.Image, moving: sitk.Image, how: str) -> sitk.
     mode = {"geometry": sitk.CenteredTransformInitializerFilter.GEOMETRY,
             "moments": sitk.CenteredTransformInitializerFilter.MOMENTS}[how]
     return sitk.Euler3DTransform(sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(), mode))
-
-
-def _as_euler(transform: sitk.Transform) -> sitk.Euler3DTransform:
-    """The registration result (a composite holding one Euler transform) as a plain Euler3DTransform."""
-    while transform.GetName() == "CompositeTransform":
-        composite = sitk.CompositeTransform(transform)
-        if composite.GetNumberOfTransforms() != 1:
-            break
-        transform = composite.GetNthTransform(0)
-    return sitk.Euler3DTransform(transform)
 
 
 # ------------------------------------------------------------------ alignment of a study

@@ -22,18 +22,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import SimpleITK as sitk  # noqa: E402
-from clinical_grids import GRIDS, center_of, euler, landmarks, perturb, target_registration_error  # noqa: E402
+from clinical_grids import GRIDS, MOTIONS, center_of, euler, landmarks, perturb, read_sitk, target_registration_error  # noqa: E402
 
-from napari_lightseg.io import Geometry, load_nifti  # noqa: E402
 from napari_lightseg.io.naming import discover  # noqa: E402
-from napari_lightseg.preprocess.registration import DEFAULT_SETTINGS, register_rigid, sitk_from_array  # noqa: E402
+from napari_lightseg.preprocess.registration import DEFAULT_SETTINGS, register_rigid  # noqa: E402
 
 CASES = ("Brats18_2013_20_1", "Brats18_CBICA_ALU_1", "Brats18_TCIA02_606_1")
-MOTIONS = {  # rotation degrees (x, y, z), translation mm
-    "flair": ((2.0, -3.0, 4.0), (5.0, -4.0, 3.0)),
-    "t1": ((-4.0, 2.0, -3.0), (-6.0, 3.0, -2.0)),
-    "t2": ((3.0, 3.0, 2.0), (2.0, 6.0, -5.0)),
-}
 SETTINGS = {
     "scanner, block-mean pyramid 4-2 mm, 5%": DEFAULT_SETTINGS,
     "scanner, ITK Gaussian pyramid 4-2 mm, 5%": replace(DEFAULT_SETTINGS, pyramid="itk"),
@@ -43,11 +37,6 @@ SETTINGS = {
     "geometry centres, block-mean 4-2 mm, 5%": replace(DEFAULT_SETTINGS, initializer="geometry"),
     "moments, block-mean 4-2 mm, 5%": replace(DEFAULT_SETTINGS, initializer="moments"),
 }
-
-
-def load_sitk(path: Path) -> sitk.Image:
-    data, img = load_nifti(path)
-    return sitk_from_array(data, Geometry.from_image(img))
 
 
 def main() -> int:
@@ -62,11 +51,11 @@ def main() -> int:
     rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in SETTINGS}
     for case in CASES[: args.cases]:
         files = discover(data / case)
-        fixed = load_sitk(files.sequences["t1ce"])
+        fixed = read_sitk(files.sequences["t1ce"])
         points = landmarks(fixed)
         for seq, (rotation, translation) in MOTIONS.items():
             motion = euler(rotation, translation, center_of(fixed))
-            moving = perturb(load_sitk(files.sequences[seq]), GRIDS[seq], motion)
+            moving = perturb(read_sitk(files.sequences[seq]), GRIDS[seq], motion)
             before = target_registration_error(sitk.Euler3DTransform(), motion, points)
             for name, settings in SETTINGS.items():
                 t = time.perf_counter()

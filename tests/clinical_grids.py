@@ -10,9 +10,14 @@ anatomy lies in the perturbed sequence, i.e. the transform ``register_rigid`` sh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from napari_lightseg.io import Geometry, load_nifti
+from napari_lightseg.io.series import SeriesVolume
+from napari_lightseg.preprocess.registration import sitk_from_array
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,34 @@ GRIDS = {
     "t1ce": ClinicalGrid(spacing=(1.0, 1.0, 1.0)),
     "t2": ClinicalGrid(spacing=(0.7, 0.7, 3.0), size=(300, 300, 56)),  # another matrix size
 }
+
+# simulated patient motion between sequences: rotation degrees (about x, y, z), translation mm
+MOTIONS = {
+    "flair": ((2.0, -3.0, 4.0), (5.0, -4.0, 3.0)),
+    "t1": ((-4.0, 2.0, -3.0), (-6.0, 3.0, -2.0)),
+    "t2": ((3.0, 3.0, 2.0), (2.0, 6.0, -5.0)),
+}
+
+
+def read_sitk(path: str | Path) -> sitk.Image:
+    """A NIfTI file as a SimpleITK float32 image (through the plugin's reader: same index order)."""
+    data, img = load_nifti(path)
+    return sitk_from_array(data, Geometry.from_image(img))
+
+
+def perturbed_volumes(sequences: dict[str, Path], grids: dict[str, ClinicalGrid] | None = None,
+                      motions: dict | None = None) -> tuple[dict[str, SeriesVolume], dict[str, sitk.Transform]]:
+    """Every sequence on its clinical grid, moved by its motion (relative to the T1ce reference's centre)."""
+    grids = GRIDS if grids is None else grids
+    motions = MOTIONS if motions is None else motions
+    images = {seq: read_sitk(path) for seq, path in sequences.items()}
+    centre = center_of(images["t1ce"])
+    volumes, truths = {}, {}
+    for seq, image in images.items():
+        motion = euler(*motions[seq], centre) if seq in motions else None
+        volumes[seq] = SeriesVolume(perturb(image, grids[seq], motion), str(sequences[seq]), sequence=seq)
+        truths[seq] = motion if motion is not None else sitk.Euler3DTransform()
+    return volumes, truths
 
 
 def euler(rotation_deg: tuple[float, float, float], translation_mm: tuple[float, float, float],

@@ -43,7 +43,7 @@ from napari_lightseg.progress import Cancelled
 
 SHAPE = (9, 8, 7)
 RAS = np.array([[1.2, 0, 0, -30.0], [0, 0.9, 0, -40.0], [0, 0, 2.0, -5.0], [0, 0, 0, 1]])
-CASE = "Brats18_TCIA02_606_1"  # a validation case: no model trained on it
+CASE = "Brats18_2013_20_1"  # a validation case (no model trained on it), unet-int8 WT Dice 0.925
 
 
 def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -289,7 +289,7 @@ def test_perturbed_real_case_segments_as_well_as_the_original(real_case) -> None
     assert study.shape == original.shape
     perturbed = dice(run(study, card).labels > 0, truth)
     print(f"WT Dice unperturbed {baseline:.3f}, perturbed + aligned {perturbed:.3f}; timings {study.timings_s}")
-    assert baseline > 0.8 and perturbed >= 0.9 * baseline
+    assert baseline > 0.85 and perturbed >= 0.9 * baseline
 
 
 def test_clinical_grids_differ_from_the_reference() -> None:

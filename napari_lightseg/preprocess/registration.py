@@ -47,7 +47,7 @@ class RegistrationSettings:
 
     levels_mm: tuple[float, ...] = (4.0, 2.0)  # coarse-to-fine voxel size of the pyramid levels
     pyramid: str = "binshrink"  # binshrink: block means, once per level | itk: ITK's Gaussian smoothing + shrink
-    sampling_fraction: float = 0.05
+    sampling_fraction: float = 0.03
     histogram_bins: int = 32
     iterations: int = 100  # per level
     learning_rate: float = 1.0  # first step, about 1 mm (scales from physical shift)

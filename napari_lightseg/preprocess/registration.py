@@ -1,0 +1,439 @@
+"""Co-registration, resampling and world-space grid geometry (SimpleITK; pure, no Qt).
+
+Clinical studies store every sequence on its own grid. The study is shown and segmented on one
+*reference* grid (by default T1ce's); every other sequence is brought onto it:
+
+* the same physical grid in another voxel order (RAS vs LPS files, transposed axes) is only
+  reoriented: an exact permutation/flip of the array, never interpolated or registered;
+* a truly different grid is rigidly registered to the reference (Mattes mutual information,
+  multi-resolution, started from the scanner's coordinates: sequences of one session already share
+  the patient frame) and resampled linearly onto the reference grid.
+
+Each sequence's transform (reference physical point -> sequence physical point, LPS mm) is kept in
+``Study.alignment`` so results go back into every native grid (``labels_to_native``).
+Physical space is SimpleITK's LPS millimetres; ``Geometry`` (nibabel) affines are RAS.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import permutations, product
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+
+from ..io.labels import from_internal, label_sidecar, sidecar_path
+from ..io.naming import SEQUENCES, StudyError
+from ..io.nifti import DISPLAY_AXCODES, Geometry, save_nifti_like
+from ..io.series import SeriesVolume
+from ..io.study import AlignedSeries, Study
+from ..progress import CancelCallback, Cancelled, ProgressCallback, check_cancel, report
+
+GRID_TOLERANCE_MM = 1e-3
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """Rigid registration settings; the defaults were chosen by ``benchmarks/bench_registration.py``."""
+
+    levels_mm: tuple[float, ...] = (4.0, 2.0)  # coarse-to-fine voxel size of the pyramid levels
+    pyramid: str = "binshrink"  # binshrink: block means, once per level | itk: ITK's Gaussian smoothing + shrink
+    sampling_fraction: float = 0.03
+    histogram_bins: int = 32
+    iterations: int = 100  # per level
+    learning_rate: float = 1.0  # first step, about 1 mm (scales from physical shift)
+    min_step: float = 1e-3
+    initializer: str = "scanner"  # scanner (identity about the reference centre) | geometry | moments
+    seed: int = 17
+
+
+DEFAULT_SETTINGS = RegistrationSettings()
+
+
+# ------------------------------------------------------------------ world-space grids
+GridLike = Geometry | sitk.Image
+
+
+def _grid(item: GridLike) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """(4x4 voxel index -> LPS mm affine, size) of a Geometry (array order) or a SimpleITK image (x, y, z)."""
+    if isinstance(item, Geometry):
+        return LPS_FROM_RAS @ item.affine, tuple(int(v) for v in item.disk_shape)  # type: ignore[return-value]
+    direction = np.asarray(item.GetDirection(), dtype=np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction @ np.diag(item.GetSpacing())
+    affine[:3, 3] = item.GetOrigin()
+    return affine, tuple(int(v) for v in item.GetSize())  # type: ignore[return-value]
+
+
+def _corners(size: tuple[int, ...], edges: bool = False) -> np.ndarray:
+    """Homogeneous voxel indices (4 x 8) of the 8 corner voxel centres (or field-of-view corners)."""
+    lo, hi = (-0.5, 0.5) if edges else (0.0, 0.0)
+    pts = np.array([[lo if c == 0 else n - 1 + hi for c, n in zip(combo, size)] for combo in product((0, 1), repeat=3)])
+    return np.c_[pts, np.ones(8)].T
+
+
+def grid_index_map(a: GridLike, b: GridLike, tolerance_mm: float = GRID_TOLERANCE_MM) -> np.ndarray | None:
+    """The exact index map of grid ``b`` onto grid ``a`` (4x4 signed permutation + offset: b index -> a index)
+    when their voxel centres coincide up to a permutation/flip of axes; else None."""
+    affine_a, size_a = _grid(a)
+    affine_b, size_b = _grid(b)
+    try:
+        mapping = np.linalg.solve(affine_a, affine_b)
+    except np.linalg.LinAlgError:
+        return None
+    rounded = np.round(mapping)
+    linear = rounded[:3, :3]
+    if not (np.all(np.abs(linear).sum(0) == 1) and np.all(np.abs(linear).sum(1) == 1)):
+        return None
+    for j in range(3):
+        i = int(np.flatnonzero(linear[:, j])[0])
+        if size_a[i] != size_b[j]:
+            return None
+        if rounded[i, 3] != (0 if linear[i, j] > 0 else size_a[i] - 1):
+            return None
+    corners = _corners(size_b)
+    if np.abs(affine_a @ rounded @ corners - affine_b @ corners).max() > tolerance_mm:
+        return None
+    return rounded
+
+
+def same_physical_grid(a: GridLike, b: GridLike, tolerance_mm: float = GRID_TOLERANCE_MM) -> bool:
+    """True when both grids have the same voxel centres (within ``tolerance_mm``), whatever the voxel order."""
+    return grid_index_map(a, b, tolerance_mm) is not None
+
+
+def grid_difference(a: GridLike, b: GridLike) -> dict[str, Any]:
+    """How far apart two grids are: voxel sizes, shapes, the largest displacement between corresponding
+    field-of-view corners (mm; axes matched up to permutation/flip) and the rotation between the frames (degrees)."""
+    affine_a, size_a = _grid(a)
+    affine_b, size_b = _grid(b)
+    rot_a = affine_a[:3, :3] / np.linalg.norm(affine_a[:3, :3], axis=0)
+    rot_b = affine_b[:3, :3] / np.linalg.norm(affine_b[:3, :3], axis=0)
+    best: tuple[float, float] | None = None
+    corners_a = (affine_a @ _corners(size_a, edges=True))[:3].T
+    for perm in permutations(range(3)):
+        for signs in product((1, -1), repeat=3):
+            # b's axis perm[k] (with sign) plays the role of a's axis k
+            candidate = rot_b[:, perm] * np.array(signs)
+            cos = np.clip((np.trace(rot_a.T @ candidate) - 1) / 2, -1, 1)
+            angle = float(np.degrees(np.arccos(cos)))
+            # corners of b's field of view, listed in the same order as a's
+            combos = np.array(list(product((0, 1), repeat=3)))
+            pts = []
+            for combo in combos:
+                index = np.empty(3)
+                for k in range(3):
+                    n = size_b[perm[k]]
+                    low_end = combo[k] == 0 if signs[k] > 0 else combo[k] == 1
+                    index[perm[k]] = -0.5 if low_end else n - 0.5
+                pts.append((affine_b @ np.r_[index, 1.0])[:3])
+            shift = float(np.linalg.norm(np.array(pts) - corners_a, axis=1).max())
+            if best is None or (angle, shift) < best:
+                best = (angle, shift)
+    assert best is not None
+    return {
+        "rotation_deg": best[0], "corner_shift_mm": best[1],
+        "spacing_a_mm": tuple(float(v) for v in np.linalg.norm(affine_a[:3, :3], axis=0)),
+        "spacing_b_mm": tuple(float(v) for v in np.linalg.norm(affine_b[:3, :3], axis=0)),
+        "size_a": size_a, "size_b": size_b,
+    }
+
+
+def describe_grid_difference(a: GridLike, b: GridLike) -> str:
+    """One phrase for messages, e.g. ``shape 240x240x155 vs 256x256x30, voxels 1x1x1 vs 0.9x0.9x5 mm,
+    affine: field-of-view corners up to 12.3 mm apart, rotated 3.0 degrees``."""
+    d = grid_difference(a, b)
+    parts = []
+    if sorted(d["size_a"]) != sorted(d["size_b"]):
+        parts.append("shape " + "x".join(map(str, d["size_a"])) + " vs " + "x".join(map(str, d["size_b"])))
+    if not np.allclose(sorted(d["spacing_a_mm"]), sorted(d["spacing_b_mm"]), atol=GRID_TOLERANCE_MM):
+        parts.append("voxels " + "x".join(f"{v:.3g}" for v in d["spacing_a_mm"]) + " vs "
+                     + "x".join(f"{v:.3g}" for v in d["spacing_b_mm"]) + " mm")
+    parts.append(f"affine: field-of-view corners up to {d['corner_shift_mm']:.3g} mm apart, "
+                 f"rotated {d['rotation_deg']:.3g} degrees")
+    return ", ".join(parts)
+
+
+def geometry_from_sitk(image: sitk.Image) -> Geometry:
+    """A nibabel-style ``Geometry`` for a SimpleITK image: RAS affine (= LPS flipped), a proper NIfTI-1
+    header (sform and qform, scanner code, mm), array order = SimpleITK index order (x, y, z)."""
+    affine_lps, size = _grid(image)
+    affine = LPS_FROM_RAS @ affine_lps
+    header = nib.Nifti1Header()
+    header.set_data_shape(size)
+    header.set_data_dtype(np.float32)
+    header.set_zooms(tuple(float(v) for v in image.GetSpacing()))
+    header.set_sform(affine, code="scanner")
+    header.set_qform(affine, code="scanner")
+    header.set_xyzt_units("mm", "sec")
+    ornt = ornt_transform(io_orientation(affine), axcodes2ornt(DISPLAY_AXCODES))
+    return Geometry(affine, header, size, ornt)
+
+
+def sitk_from_array(data: np.ndarray, geometry: Geometry) -> sitk.Image:
+    """A SimpleITK image of an array in a NIfTI file's own order (x, y, z) with that file's grid; same index order."""
+    affine_lps = LPS_FROM_RAS @ geometry.affine
+    spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(data).transpose(2, 1, 0)))
+    image.SetSpacing(tuple(float(v) for v in spacing))
+    image.SetOrigin(tuple(float(v) for v in affine_lps[:3, 3]))
+    try:
+        image.SetDirection(tuple(float(v) for v in (affine_lps[:3, :3] / spacing).ravel()))
+    except RuntimeError:
+        raise StudyError(f"affine {np.round(geometry.affine, 4).tolist()} is not a rotation with voxel sizes "
+                         "(sheared); SimpleITK cannot use it") from None
+    return image
+
+
+def array_in_geometry(image: sitk.Image) -> np.ndarray:
+    """Voxels of a SimpleITK image in its index order (x, y, z): the array order of ``geometry_from_sitk``."""
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+
+
+# ------------------------------------------------------------------ registration
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, settings: RegistrationSettings = DEFAULT_SETTINGS,
+                   progress: ProgressCallback | None = None,
+                   cancel: CancelCallback | None = None) -> tuple[sitk.Transform, dict[str, Any]]:
+    """Rigid transform (fixed physical point -> moving physical point) by Mattes mutual information.
+
+    Starts from the scanner's coordinates (identity about the fixed image's centre): sequences of one
+    session share the patient frame, so the answer is a small motion. Coarse-to-fine over block-mean
+    shrunk copies (``settings.levels_mm``): shrinking once per level is far cheaper on a CPU than ITK's
+    full-resolution Gaussian pyramid, at the same accuracy (benchmarks/RESULTS_registration.md).
+    Raises ``Cancelled`` when ``cancel()`` turns true.
+    """
+    started = time.perf_counter()
+    fixed = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving = sitk.Cast(moving, sitk.sitkFloat32)
+    transform = _initial_transform(fixed, moving, settings.initializer)
+    levels = list(settings.levels_mm)
+    state = {"cancelled": False, "iterations": 0, "level": 0}
+    metric = float("nan")
+    stop = ""
+    if settings.pyramid == "itk":
+        runs = [(fixed, moving, [max(1, round(mm / min(fixed.GetSpacing()))) for mm in levels], [mm / 2 for mm in levels])]
+    else:
+        runs = [(_shrink_to(fixed, mm), _shrink_to(moving, mm), [1], [0.0]) for mm in levels]
+    learning_rate = settings.learning_rate
+    for number, (level_fixed, level_moving, shrink, sigmas) in enumerate(runs):
+        check_cancel(cancel)
+        state["level"] = number
+        method = _method(settings, learning_rate, shrink, sigmas)
+        method.SetInitialTransform(transform, inPlace=True)
+
+        def on_iteration(method: sitk.ImageRegistrationMethod = method) -> None:
+            state["iterations"] += 1
+            if cancel is not None and cancel():
+                state["cancelled"] = True
+                method.StopRegistration()
+            elif progress is not None and state["iterations"] % 10 == 0:
+                done = min(method.GetOptimizerIteration() / settings.iterations, 1.0)
+                report(progress, (state["level"] + done) / len(levels), "registering")
+
+        method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+        method.Execute(level_fixed, level_moving)
+        if state["cancelled"]:
+            raise Cancelled("cancelled by the user")
+        metric, stop = float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
+        learning_rate /= 2  # the next, finer level only refines
+    info = {"metric": metric, "iterations": int(state["iterations"]), "stop": stop,
+            "seconds": time.perf_counter() - started}
+    return sitk.Euler3DTransform(transform), info
+
+
+def _method(settings: RegistrationSettings, learning_rate: float, shrink: list[int],
+            sigmas: list[float]) -> sitk.ImageRegistrationMethod:
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=learning_rate, minStep=settings.min_step, numberOfIterations=settings.iterations,
+        gradientMagnitudeTolerance=1e-6)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(shrink)
+    method.SetSmoothingSigmasPerLevel(sigmas)
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return method
+
+
+def _shrink_to(image: sitk.Image, voxel_mm: float) -> sitk.Image:
+    """Block means down to about ``voxel_mm`` per axis (thick-slice axes are left alone)."""
+    factors = [max(1, int(round(voxel_mm / s))) for s in image.GetSpacing()]
+    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
+
+
+def _initial_transform(fixed: sitk.Image, moving: sitk.Image, how: str) -> sitk.Euler3DTransform:
+    """scanner: identity about the fixed centre; geometry / moments: ITK's centring initializers (compared)."""
+    if how == "scanner":
+        transform = sitk.Euler3DTransform()
+        size = np.array(fixed.GetSize(), dtype=np.float64)
+        transform.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint(tuple((size - 1) / 2)))
+        return transform
+    mode = {"geometry": sitk.CenteredTransformInitializerFilter.GEOMETRY,
+            "moments": sitk.CenteredTransformInitializerFilter.MOMENTS}[how]
+    return sitk.Euler3DTransform(sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(), mode))
+
+
+# ------------------------------------------------------------------ alignment of a study
+def align_study(volumes: Mapping[str, SeriesVolume], reference: str = "t1ce", *, register: bool | None = None,
+                geometries: Mapping[str, Geometry] | None = None, name: str | None = None,
+                settings: RegistrationSettings = DEFAULT_SETTINGS,
+                progress: ProgressCallback | None = None, cancel: CancelCallback | None = None) -> Study:
+    """Bring every sequence onto the reference sequence's grid; return a display-oriented ``Study``.
+
+    ``register``: True always registers sequences on another grid, False only resamples them
+    through the scanner's coordinates, None (auto) registers exactly those on another grid.
+    Sequences on the reference's physical grid are reoriented exactly, never registered.
+    ``geometries``: the exact NIfTI geometry of sequences read from NIfTI files (kept for saving);
+    others get ``geometry_from_sitk``.
+    """
+    if not volumes:
+        raise StudyError("no sequences to align")
+    if reference not in volumes:
+        reference = next(s for s in (*SEQUENCES, *volumes) if s in volumes)
+    geometries = dict(geometries or {})
+    ref_volume = volumes[reference]
+    ref_image = ref_volume.image
+    ref_geometry = geometries.get(reference) or geometry_from_sitk(ref_image)
+    timings = {"register": 0.0, "resample": 0.0}
+    images: dict[str, np.ndarray] = {}
+    alignment: dict[str, AlignedSeries] = {}
+    order = [s for s in SEQUENCES if s in volumes] + [s for s in volumes if s not in SEQUENCES]
+    for number, seq in enumerate(order):
+        check_cancel(cancel)
+        volume = volumes[seq]
+        native = geometries.get(seq) or geometry_from_sitk(volume.image)
+        if seq == reference or same_physical_grid(ref_image, volume.image):
+            t = time.perf_counter()
+            images[seq] = native.to_display(array_in_geometry(volume.image).astype(np.float32, copy=False))
+            timings["resample"] += time.perf_counter() - t
+            alignment[seq] = AlignedSeries(volume, sitk.Euler3DTransform(), native, registered=False,
+                                           reoriented=seq != reference and not native.same_grid(ref_geometry))
+            continue
+
+        def sub_progress(fraction: float, message: str, seq: str = seq, number: int = number) -> None:
+            report(progress, (number + fraction) / len(order), f"{seq}: {message}")
+
+        info: dict[str, Any] = {}
+        if register is False:
+            transform = sitk.Euler3DTransform()
+        else:
+            t = time.perf_counter()
+            transform, info = register_rigid(ref_image, volume.image, settings=settings, progress=sub_progress, cancel=cancel)
+            timings["register"] += time.perf_counter() - t
+        t = time.perf_counter()
+        resampled = sitk.Resample(sitk.Cast(volume.image, sitk.sitkFloat32), ref_image, transform, sitk.sitkLinear, 0.0,
+                                  sitk.sitkFloat32)
+        images[seq] = ref_geometry.to_display(array_in_geometry(resampled))
+        timings["resample"] += time.perf_counter() - t
+        alignment[seq] = AlignedSeries(volume, transform, native, registered=register is not False,
+                                       reoriented=False, metric=info.get("metric"),
+                                       info={k: v for k, v in info.items() if k != "settings"})
+        report(progress, (number + 1) / len(order), f"{seq}: aligned")
+    sources = {seq: volumes[seq].source for seq in order}
+    return Study(name or Path(ref_volume.source).name, images, ref_geometry, sources=sources,
+                 alignment=alignment, reference=reference, timings_s=timings)
+
+
+# ------------------------------------------------------------------ results back into native grids
+def labels_to_native(labels_display: np.ndarray, study: Study, sequence: str) -> sitk.Image:
+    """Labels on the study's (reference) grid, display order -> a uint8 SimpleITK image on ``sequence``'s own
+    grid, by nearest neighbour through that sequence's transform."""
+    if sequence not in study.alignment:
+        raise StudyError(f"{study.name}: no alignment record for sequence {sequence!r} "
+                         f"(have {', '.join(study.alignment) or 'none'})")
+    labels_display = np.asarray(labels_display)
+    if tuple(labels_display.shape) != study.geometry.display_shape:
+        raise StudyError(f"{study.name}: labels shape {labels_display.shape} does not match the study grid "
+                         f"{study.geometry.display_shape}")
+    on_reference = sitk_from_array(study.geometry.to_disk(labels_display.astype(np.uint8)), study.geometry)
+    record = study.alignment[sequence]
+    # the recorded transform maps reference -> sequence points; resampling onto the sequence's grid needs
+    # sequence -> reference (identity for reoriented sequences: their voxel centres coincide, nothing moves)
+    inverse = record.transform.GetInverse()
+    return sitk.Resample(on_reference, record.volume.image, inverse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def labels_onto_study(classes: np.ndarray, geometry: Geometry, study: Study) -> np.ndarray:
+    """Labels stored on some grid (array in that file's order) -> the study's grid, display order, by nearest
+    neighbour. A grid that is one sequence's own grid goes through that sequence's transform; any other grid
+    is trusted to share the reference's patient frame (the scanner's coordinates)."""
+    image = sitk_from_array(np.asarray(classes, dtype=np.uint8), geometry)
+    reference = _reference_image(study)
+    transform: sitk.Transform = sitk.Euler3DTransform()
+    for record in study.alignment.values():
+        if same_physical_grid(record.volume.image, image):
+            transform = record.transform
+            break
+    out = sitk.Resample(image, reference, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return study.geometry.to_display(array_in_geometry(out))
+
+
+def _reference_image(study: Study) -> sitk.Image:
+    record = study.alignment.get(study.reference or "")
+    if record is not None:
+        return record.volume.image
+    return sitk_from_array(np.zeros(study.geometry.disk_shape, np.uint8), study.geometry)
+
+
+def save_labels_native(path: str | Path, labels_display: np.ndarray, study: Study, sequence: str,
+                       convention: str = "brats2021", overwrite: bool = False) -> Path:
+    """Write labels (internal classes, study display order) as a NIfTI mask on ``sequence``'s own grid,
+    with its exact geometry (a NIfTI source keeps its affine, header and voxel order), plus the sidecar.
+
+    A sequence on the study's physical grid (the reference, reoriented ones, or any sequence of a study
+    loaded without alignment) is written by exact reorientation; others by nearest neighbour.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StudyError(f"{path}: file exists; refusing to overwrite")
+    labels_display = np.asarray(labels_display)
+    if tuple(labels_display.shape) != study.geometry.display_shape:
+        raise StudyError(f"{path}: labels shape {labels_display.shape} does not match the study grid "
+                         f"{study.geometry.display_shape}")
+    record = study.alignment.get(sequence)
+    native = record.geometry if record is not None else _source_geometry(study, sequence)
+    source = record.volume.source if record is not None else study.sources[sequence]
+    if same_physical_grid(native, study.geometry):
+        data = native.to_disk(from_internal(labels_display, convention))
+    else:
+        data = from_internal(array_in_geometry(labels_to_native(labels_display, study, sequence)), convention)
+    written = save_nifti_like(path, data, native, overwrite=overwrite)
+    write_sidecar(written, label_sidecar(convention, grid=sequence, source=source))
+    return written
+
+
+def _source_geometry(study: Study, sequence: str) -> Geometry:
+    """The NIfTI header of a sequence's own file (study loaded without alignment records)."""
+    source = study.sources.get(sequence)
+    if source is None or not Path(source).is_file():
+        raise StudyError(f"{study.name}: no source grid known for sequence {sequence!r}")
+    try:
+        return Geometry.from_image(nib.load(source))
+    except Exception as exc:  # nibabel raises several types
+        raise StudyError(f"{source}: cannot read its header ({exc})") from None
+
+
+def write_sidecar(nifti_path: str | Path, content: dict[str, Any]) -> Path:
+    """The label-names JSON beside a mask, written atomically."""
+    target = sidecar_path(nifti_path)
+    fd, tmp = tempfile.mkstemp(prefix=".lightseg-", suffix=".json", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(content, handle, indent=1)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

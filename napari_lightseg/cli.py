@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from .cli_batch import add_batch_parser
-from .io import CONVENTIONS, LabelError, StudyError, discover, is_nifti, role_of
+from .io import CONVENTIONS, SEQUENCES, LabelError, StudyError, discover, is_nifti, role_of
 from .io.naming import is_junk
 from .io.outputs import OutputPlan
 from .models import CardError
@@ -92,25 +92,39 @@ def _require_suffix(path: str, option: str, suffixes: tuple[str, ...]) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from . import engine
-    from ._writer import save_labels
+    import time
+
+    from . import clinical, engine
+    from .io.dicom import parse_sequence_overrides
+    from .io.study import study_convention
     from .models import get_card
 
-    if not is_nifti(args.out):
-        raise UsageError(f"{args.out}: --out must end in .nii or .nii.gz")
+    kind = clinical.output_kind(args.out)
+    overrides = parse_sequence_overrides(args.sequence or [])
     card = get_card(args.model)
-    with OutputPlan(_study_inputs(args.inputs), overwrite=args.overwrite) as plan:
-        plan.add(args.out, "mask")
+    folder = clinical.dicom_folder(args.inputs)
+    if kind == "dicom-seg" and folder is None:
+        raise UsageError(f"{args.out}: a DICOM-SEG output needs a DICOM study folder as input")
+    inputs = [folder] if folder is not None else _study_inputs(args.inputs)
+    with OutputPlan(inputs, overwrite=args.overwrite) as plan:
+        clinical.plan_mask_outputs(plan, args.out)
         if args.report:
-            plan.add(args.report, "report")
             _require_suffix(args.report, "--report", (".json",))
-        result = engine.segment_paths(args.inputs, card, backend=args.backend, threads=args.threads,
-                                      progress=_terminal_progress("segment"))
-        convention = args.labels or result.study_convention or "brats2021"
-        save_labels(args.out, result.labels, result.geometry, convention, plan=plan)
+            plan.add(args.report, "report")
+        progress = _terminal_progress("segment")
+        t = time.perf_counter()
+        study = clinical.open_study(args.inputs, sequences=overrides, reference=args.reference, brain=args.brain,
+                                    progress=progress)
+        result = engine.run(study, card, args.backend, threads=args.threads, progress=progress,
+                            load_seconds=time.perf_counter() - t)
+        convention = args.labels or study_convention(study) or "brats2021"
+        t = time.perf_counter()
+        clinical.save_mask(plan, args.out, result.labels, study, grid=args.grid, convention=convention,
+                           model_name=card.name)
         if args.report:
             plan.write(args.report, lambda temp: temp.write_text(json.dumps(result.report(), indent=2) + "\n"))
         plan.commit()
+        result.timings_s["write"] = time.perf_counter() - t
     for note in result.notes:
         print(f"lightseg: note: {note}", file=sys.stderr)
     print(f"{args.out}: {result.summary_line()}")
@@ -177,14 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the cards as a JSON list")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("segment", help="segment a study and write a NIfTI mask in the FLAIR's grid")
-    p.add_argument("inputs", nargs="+", help="a case folder, a 4D file, or the sequence files")
+    p = sub.add_parser("segment", help="segment a study (NIfTI files or a DICOM folder) and write the mask")
+    p.add_argument("inputs", nargs="+", help="a case folder, a DICOM study folder, a 4D file, or the sequence files")
     p.add_argument("--model", required=True)
     p.add_argument("--backend", default=None, help="e.g. onnxruntime, onnxruntime:CPUExecutionProvider, torch")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", required=True, help="output .nii.gz")
+    p.add_argument("--out", required=True,
+                   help="output mask: .nii.gz/.nii (NIfTI with a label-names .json beside it) or .dcm (DICOM-SEG)")
+    p.add_argument("--grid", default=None, choices=SEQUENCES,
+                   help="save on this sequence's own grid (default: the reference grid)")
+    p.add_argument("--reference", default="t1ce", choices=SEQUENCES,
+                   help="sequence whose grid the others are registered to when grids differ (default t1ce)")
+    p.add_argument("--sequence", action="append", metavar="SEQ=SERIES",
+                   help="DICOM: use this series (SeriesInstanceUID or SeriesNumber) for a sequence, e.g. flair=5")
+    p.add_argument("--brain", choices=("auto", "force", "skip"), default="auto",
+                   help="brain extraction: auto (unless already skull-stripped), force or skip")
     p.add_argument("--labels", choices=sorted(CONVENTIONS), default=None,
-                   help="label convention (default: the study's own, else brats2021)")
+                   help="label convention of a NIfTI mask (default: the study's own, else brats2021)")
     p.add_argument("--report", default=None, help="write timings and volumes as JSON")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_segment)

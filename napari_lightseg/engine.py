@@ -21,6 +21,7 @@ from .backends import get_backend, parse_backend
 from .correction import remove_small_components
 from .energy import EnergyMeter
 from .io import Geometry, Study, load_study
+from .io.study import study_convention
 from .metrics import class_volumes_ml, voxel_ml
 from .models import ModelCard
 from .preprocess import bounding_box, prepare, quality, uncrop
@@ -90,8 +91,8 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     started = time.perf_counter()
     meter = EnergyMeter().start()
     backend_name, provider = parse_backend(backend, card)
-    timings = {"load": load_seconds}
-    notes: list[str] = []
+    timings = {"load": load_seconds, **study.timings_s}  # load = read + register + extract (the study's stages)
+    notes: list[str] = list(study.notes)
     check_cancel(cancel)
     study, input_notes = quality.check_inputs(study, card.sequences)  # refuses, fixes exactly, or warns
     notes += input_notes
@@ -140,6 +141,8 @@ def segment_paths(paths: str | Path | list[str | Path], card: ModelCard, backend
     t = time.perf_counter()
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     study = load_study(items[0] if len(items) == 1 else items, with_labels=False)
+    if study.files is not None and study.files.segmentation is not None:  # save in the study's own convention
+        study.convention = study_convention(study)
     return run(study, card, backend, load_seconds=time.perf_counter() - t, **kwargs)
 
 

@@ -21,6 +21,7 @@ from clinical_grids import (
     target_registration_error,
 )
 
+from napari_lightseg.clinical import save_mask_file
 from napari_lightseg.io import SEQUENCES, Geometry, StudyError, load_study
 from napari_lightseg.io.labels import read_label_sidecar
 from napari_lightseg.io.naming import discover
@@ -36,7 +37,6 @@ from napari_lightseg.preprocess.registration import (
     labels_to_native,
     register_rigid,
     same_physical_grid,
-    save_labels_native,
     sitk_from_array,
 )
 from napari_lightseg.progress import Cancelled
@@ -200,8 +200,9 @@ def test_save_labels_native_keeps_each_source_grid(tmp_path: Path) -> None:
     assert not any(r.registered for r in study.alignment.values())  # register=False: the scanner's coordinates only
     labels = np.where(study.images["t1ce"] > 150, 3, np.where(study.images["t1ce"] > 50, 2, 0)).astype(np.uint8)
     out = tmp_path / "out"
+    out.mkdir()
     for seq in grids:
-        path = save_labels_native(out / f"seg_{seq}.nii.gz", labels, study, seq, "brats2021")
+        path = save_mask_file(out / f"seg_{seq}.nii.gz", labels, study, grid=seq, convention="brats2021")
         written, source = nib.load(path), nib.load(tmp_path / f"c_{seq}.nii")
         assert written.shape == source.shape and np.array_equal(written.affine, source.affine)
         assert np.array_equal(written.header.get_sform(), source.header.get_sform())
@@ -213,7 +214,9 @@ def test_save_labels_native_keeps_each_source_grid(tmp_path: Path) -> None:
     back = Geometry.from_image(nib.load(out / "seg_t1ce.nii.gz")).to_display(np.asarray(nib.load(out / "seg_t1ce.nii.gz").dataobj))
     assert np.array_equal(back, np.where(labels == 3, 4, labels))
     with pytest.raises(StudyError, match="exists"):
-        save_labels_native(out / "seg_t1.nii.gz", labels, study, "t1")
+        save_mask_file(out / "seg_t1.nii.gz", labels, study, grid="t1")
+    with pytest.raises(StudyError, match="input"):
+        save_mask_file(tmp_path / "c_t1.nii", labels, study, grid="t1", overwrite=True)
     assert json.loads((out / "seg_t1.json").read_text())["source"].endswith("c_t1.nii")
 
 

@@ -46,7 +46,8 @@ class Study:
     sources: dict[str, str] = field(default_factory=dict)  # sequence -> file path
     alignment: dict[str, AlignedSeries] = field(default_factory=dict)  # filled when sequences were aligned
     reference: str | None = None  # the sequence whose grid is the study's grid (None: the first one)
-    timings_s: dict[str, float] = field(default_factory=dict)  # read / register / resample seconds
+    timings_s: dict[str, float] = field(default_factory=dict)  # read / register / resample / extract seconds
+    notes: list[str] = field(default_factory=list)  # what was done to the input (registration, brain extraction)
 
     @property
     def missing(self) -> list[str]:
@@ -173,3 +174,19 @@ def _load_study_labels(path: Path, study: Study) -> tuple[np.ndarray, str | None
     if same_physical_grid(own, study.geometry):
         return own.to_display(classes), convention, own
     return labels_onto_study(classes, own, study), convention, own
+
+
+def study_convention(study: Study) -> str | None:
+    """The label convention of the study's own segmentation file, if it has one (to save in the same)."""
+    if study.convention is not None:
+        return study.convention
+    segmentation = study.files.segmentation if study.files is not None else None
+    if segmentation is None:
+        return None
+    from .labels import detect_convention
+
+    try:
+        data, _ = load_nifti(segmentation)
+        return detect_convention(np.unique(data), str(segmentation))
+    except (StudyError, LabelError):
+        return None  # an unreadable ground truth must not stop a run; the default convention applies

@@ -15,9 +15,6 @@ Physical space is SimpleITK's LPS millimetres; ``Geometry`` (nibabel) affines ar
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,9 +27,8 @@ import numpy as np
 import SimpleITK as sitk
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
-from ..io.labels import from_internal, label_sidecar, sidecar_path
 from ..io.naming import SEQUENCES, StudyError
-from ..io.nifti import DISPLAY_AXCODES, Geometry, save_nifti_like
+from ..io.nifti import DISPLAY_AXCODES, Geometry
 from ..io.series import SeriesVolume
 from ..io.study import AlignedSeries, Study
 from ..progress import CancelCallback, Cancelled, ProgressCallback, check_cancel, report
@@ -387,33 +383,6 @@ def _reference_image(study: Study) -> sitk.Image:
     return sitk_from_array(np.zeros(study.geometry.disk_shape, np.uint8), study.geometry)
 
 
-def save_labels_native(path: str | Path, labels_display: np.ndarray, study: Study, sequence: str,
-                       convention: str = "brats2021", overwrite: bool = False) -> Path:
-    """Write labels (internal classes, study display order) as a NIfTI mask on ``sequence``'s own grid,
-    with its exact geometry (a NIfTI source keeps its affine, header and voxel order), plus the sidecar.
-
-    A sequence on the study's physical grid (the reference, reoriented ones, or any sequence of a study
-    loaded without alignment) is written by exact reorientation; others by nearest neighbour.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise StudyError(f"{path}: file exists; refusing to overwrite")
-    labels_display = np.asarray(labels_display)
-    if tuple(labels_display.shape) != study.geometry.display_shape:
-        raise StudyError(f"{path}: labels shape {labels_display.shape} does not match the study grid "
-                         f"{study.geometry.display_shape}")
-    record = study.alignment.get(sequence)
-    native = record.geometry if record is not None else _source_geometry(study, sequence)
-    source = record.volume.source if record is not None else study.sources[sequence]
-    if same_physical_grid(native, study.geometry):
-        data = native.to_disk(from_internal(labels_display, convention))
-    else:
-        data = from_internal(array_in_geometry(labels_to_native(labels_display, study, sequence)), convention)
-    written = save_nifti_like(path, data, native, overwrite=overwrite)
-    write_sidecar(written, label_sidecar(convention, grid=sequence, source=source))
-    return written
-
-
 def _source_geometry(study: Study, sequence: str) -> Geometry:
     """The NIfTI header of a sequence's own file (study loaded without alignment records)."""
     source = study.sources.get(sequence)
@@ -423,17 +392,3 @@ def _source_geometry(study: Study, sequence: str) -> Geometry:
         return Geometry.from_image(nib.load(source))
     except Exception as exc:  # nibabel raises several types
         raise StudyError(f"{source}: cannot read its header ({exc})") from None
-
-
-def write_sidecar(nifti_path: str | Path, content: dict[str, Any]) -> Path:
-    """The label-names JSON beside a mask, written atomically."""
-    target = sidecar_path(nifti_path)
-    fd, tmp = tempfile.mkstemp(prefix=".lightseg-", suffix=".json", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(content, handle, indent=1)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target

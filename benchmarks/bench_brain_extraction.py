@@ -75,7 +75,6 @@ def main() -> None:
         torch_mask, torch_s = torch_deepbet(volume)
         row = {"case": name, "torch_s": round(torch_s, 2), "torch_vs_ref": round(dice(torch_mask, ref), 4), "configs": {}}
         for precision, size in CONFIGS:
-            bx.extract_brain_detailed(volume, model=precision, size=size, threads=THREADS)  # warm the session
             best = None
             for _ in range(2):
                 result = bx.extract_brain_detailed(volume, model=precision, size=size, threads=THREADS)
@@ -137,7 +136,7 @@ def markdown(rows: list[dict], summary: dict, machine: str) -> str:
     lines = ["# Brain extraction: deepbet (PyTorch) vs ONNX Runtime FP32 / INT8", "",
              f"Made by `LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_brain_extraction.py`; {machine}.",
              "`fp32` = FP32 compute (FP16-stored weights, lossless), `int8` = weight-only per-channel S8 (FP32 compute);",
-             "`@N` = main-net cube edge (deepbet: 256). Seconds: best of 2, ORT sessions warm; torch is one run.",
+             "`@N` = main-net cube edge (deepbet: 256). Seconds: best of 2 (sessions are cached after the first); torch is one run.",
              "Reference mask: non-zero voxels of the BraTS case (any sequence) / of the template.", "",
              "## Dice vs the PyTorch original (deepbet at 256^3)", "",
              "| case | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]

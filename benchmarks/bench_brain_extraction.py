@@ -65,6 +65,49 @@ def torch_deepbet(volume: np.ndarray):
     return np.ascontiguousarray(apply_orientation(mask, back)).astype(bool), seconds
 
 
+SPEED_CASE = "Brats18_TCIA02_606_1"
+
+
+def speed_table(volume: np.ndarray, rounds: int = 3) -> dict:
+    """Warm, interleaved timing of each net alone (torch vs ORT FP32 vs ORT INT8), best of ``rounds``:
+    the per-case torch column above is one cold run (TorchScript optimises during its first runs)."""
+    import torch
+
+    from src_models.brain_extraction import deepbet_paths, net_inputs
+
+    torch.set_num_threads(THREADS)
+    nets = {role: torch.jit.load(str(path), map_location="cpu").eval() for role, path in deepbet_paths().items()}
+    cubes = {"box@128": net_inputs(volume, 192)[0], "main@192": net_inputs(volume, 192)[1],
+             "main@256": net_inputs(volume, 256)[1]}
+    runners: dict = {}
+    for key, cube in cubes.items():
+        role = key.split("@")[0]
+        tensor = torch.from_numpy(cube)[None, None]
+
+        def run_torch(net=nets[role], x=tensor):
+            with torch.no_grad():
+                net(x)
+
+        runners[(key, "torch")] = run_torch
+        for precision in bx.PRECISIONS:
+            net = bx._net(role, precision, THREADS)
+            runners[(key, f"ort {precision}")] = lambda r=net, c=cube: r(c)
+    for run in runners.values():  # warm-up: TorchScript's profiling runs, ORT's first allocation
+        run()
+        run()
+    best = dict.fromkeys(runners, np.inf)
+    for _ in range(rounds):
+        for key, run in runners.items():
+            t = time.perf_counter()
+            run()
+            best[key] = min(best[key], time.perf_counter() - t)
+    table: dict = {}
+    for (key, engine), seconds in best.items():
+        table.setdefault(key, {})[engine] = round(float(seconds), 2)
+    print(json.dumps(table), flush=True)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="two cases, for a smoke run")
@@ -85,13 +128,15 @@ def main() -> None:
                 "seconds": {k: round(v, 2) for k, v in best.seconds.items()}}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    speed_cube = speed_table(t1_display(args.data / "brats18" / SPEED_CASE)[0])
     summary = summarize(rows)
     machine = f"{platform.processor() or platform.machine()}, {THREADS} threads; " + versions()
-    results = {"machine": machine, "rows": rows, "summary": summary, "cards": card_numbers(summary), "speed": speed(summary, rows)}
+    results = {"machine": machine, "rows": rows, "summary": summary, "cards": card_numbers(summary), "speed": speed(summary, rows),
+               "net_seconds_warm": speed_cube}
     if not args.quick:
         RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
-        OUT_MD.write_text(markdown(rows, summary, machine))
-    print(markdown(rows, summary, machine))
+        OUT_MD.write_text(markdown(rows, summary, machine, speed_cube))
+    print(markdown(rows, summary, machine, speed_cube))
 
 
 def versions() -> str:
@@ -131,7 +176,7 @@ def speed(summary: dict, rows: list[dict]) -> dict:
             **{k: v["seconds_mean"] for k, v in summary.items() if k != "torch"}}
 
 
-def markdown(rows: list[dict], summary: dict, machine: str) -> str:
+def markdown(rows: list[dict], summary: dict, machine: str, speed_cube: dict) -> str:
     keys = list(rows[0]["configs"])
     lines = ["# Brain extraction: deepbet (PyTorch) vs ONNX Runtime FP32 / INT8", "",
              f"Made by `LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_brain_extraction.py`; {machine}.",
@@ -156,6 +201,12 @@ def markdown(rows: list[dict], summary: dict, machine: str) -> str:
         sec = s["seconds_mean"]
         lines.append(f"| {k} | {s['vs_torch_mean']:.4f} | {s['vs_torch_min']:.4f} | {s['vs_ref_mean_brats']:.4f} | "
                      f"{sec['prepare']:.2f} | {sec['box net']:.2f} | {sec['main net']:.2f} | {sec['postprocess']:.2f} | {sec['total']:.2f} |")
+    lines += ["", "Pipeline seconds above include resampling and post-processing; the torch column is deepbet's",
+              "`run_model` + `postprocess`, one cold run per case (model load and TorchScript's first, slow runs).",
+              "", f"## Each net alone, warm (best of 3, interleaved; T1 of {SPEED_CASE})", "",
+              "| net input | torch s | ORT FP32 s | ORT INT8 (weight-only) s |", "|---|---:|---:|---:|"]
+    for key, cell in speed_cube.items():
+        lines.append(f"| {key} | {cell['torch']:.2f} | {cell['ort fp32']:.2f} | {cell['ort int8']:.2f} |")
     lines += ["", "The CPU is shared with other jobs: treat seconds as +-30%.", ""]
     return "\n".join(lines)
 

@@ -312,6 +312,7 @@ def _write_provisional_cards(out_dir: Path, results: dict | None = None) -> None
                 tmp.write_text(json.dumps(card, indent=2) + "\n")
                 tmp.replace(target)
     bx._session.cache_clear()
+    bx._verified_card.cache_clear()
 
 
 def write_cards(out_dir: Path = OUT_DIR) -> None:

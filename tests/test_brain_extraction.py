@@ -11,8 +11,8 @@ from scipy import ndimage
 from napari_lightseg.io import StudyError, load_study
 from napari_lightseg.metrics import dice
 from napari_lightseg.models.cards import CardError, list_cards, load_card
-from napari_lightseg.preprocess import brain_mask
 from napari_lightseg.preprocess import brain_extraction as bx
+from napari_lightseg.preprocess import brain_mask
 from napari_lightseg.progress import Cancelled
 
 TEST_SIZE = 128  # main-net cube edge for the synthetic tests (fast; the real-case test uses the default)
@@ -100,12 +100,15 @@ def test_mask_on_synthetic_head_is_plausible(head, head_mask):
 
 
 def test_orientation_is_handled(head, head_mask):
-    """The same head given in RAS voxel order (a file's own order) gives the same mask, reoriented."""
+    """The same head given in RAS voxel order (a file's own order, told by its affine) gives the same
+    mask, reoriented."""
     to_ras = ornt_transform(axcodes2ornt(("S", "P", "L")), axcodes2ornt(("R", "A", "S")))
     back = ornt_transform(axcodes2ornt(("R", "A", "S")), axcodes2ornt(("S", "P", "L")))
-    ras_mask = bx.extract_brain(apply_orientation(head[0], to_ras), ("R", "A", "S"), size=TEST_SIZE, threads=2)
+    ras_mask = bx.extract_brain(apply_orientation(head[0], to_ras), np.diag([2.0, 2.0, 2.0, 1.0]), size=TEST_SIZE, threads=2)
     assert ras_mask.shape == head[0].shape[::-1]
     assert np.array_equal(apply_orientation(ras_mask, back), head_mask)
+    assert bx.axis_codes(("L", "P", "S")) == ("L", "P", "S")
+    assert bx.axis_codes(np.diag([-1.0, -1.0, 1.0, 1.0])) == ("L", "P", "S")
 
 
 def test_looks_skull_stripped_synthetic(head):

@@ -24,14 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
-from nibabel.orientations import apply_orientation, axcodes2ornt, ornt_transform
+from nibabel.orientations import aff2axcodes, apply_orientation, axcodes2ornt, ornt_transform
 from scipy import ndimage
 
 from ..io.naming import StudyError
-from ..io.nifti import DISPLAY_AXCODES
+from ..io.nifti import DISPLAY_AXCODES, Geometry
 from ..models.cards import CardError, ModelCard, load_card
 from ..progress import CancelCallback, ProgressCallback, check_cancel, report
 
@@ -84,8 +84,16 @@ def _session(path: str, threads: int | None):
     return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+@lru_cache(maxsize=8)
+def _verified_card(role: str, precision: str, stamp: tuple[int, int]) -> ModelCard:
+    """``brain_card`` once per weights-file version (``stamp`` = size, mtime): hashing costs ~20 ms a call."""
+    return brain_card(role, precision)
+
+
 def _net(role: str, precision: str, threads: int | None):
-    card = brain_card(role, precision)
+    weights = BRAIN_MODEL_DIR / f"brain-{role}-{precision}.onnx"
+    stat = weights.stat() if weights.exists() else None
+    card = _verified_card(role, precision, (stat.st_size, stat.st_mtime_ns)) if stat else brain_card(role, precision)
     session = _session(str(card.path), threads)
     input_name, output_name = card.inputs[0], card.outputs[0]
 
@@ -167,21 +175,39 @@ class BrainExtractionResult:
     precision: str
 
 
-def extract_brain(volume: np.ndarray, axcodes: tuple[str, str, str] = DISPLAY_AXCODES, *, model: str = "int8",
+Orientation = tuple[str, str, str] | np.ndarray | Geometry  # axis codes, a 4x4 affine, or a Geometry
+
+
+def axis_codes(orientation: Orientation) -> tuple[str, str, str]:
+    """Axis codes of an array described by codes, its own 4x4 affine, or a Geometry (display order)."""
+    if isinstance(orientation, Geometry):
+        return DISPLAY_AXCODES
+    if isinstance(orientation, np.ndarray):
+        if orientation.shape != (4, 4):
+            raise ValueError(f"an affine must be 4x4, got {orientation.shape}")
+        return tuple(aff2axcodes(orientation))  # type: ignore[return-value]
+    codes = tuple(orientation)
+    if len(codes) != 3:
+        raise ValueError(f"three axis codes expected, got {codes}")
+    return codes  # type: ignore[return-value]
+
+
+def extract_brain(volume: np.ndarray, orientation: Orientation = DISPLAY_AXCODES, *, model: str = "int8",
                   size: int = DEFAULT_SIZE, threads: int | None = None, source: str = "volume",
                   progress: ProgressCallback | None = None, cancel: CancelCallback | None = None) -> np.ndarray:
     """Brain mask (bool, same shape and voxel order as ``volume``) of a T1-weighted volume.
 
-    ``axcodes`` are the volume's axis codes (display orientation S,P,L by default; a file's own:
-    ``nibabel.aff2axcodes(affine)``). Voxel size is not needed: deepbet resamples to fixed cubes.
+    ``orientation`` says how the array's axes lie: axis codes (display orientation S,P,L by default),
+    the array's own 4x4 affine, or the study's Geometry (meaning the array is in display order). Voxel
+    size is not needed: deepbet resamples to fixed cubes whatever the spacing.
     ``model`` int8|fp32 picks the weights, ``size`` the main net's cube edge (multiple of 32).
     Raises StudyError naming ``source`` when no brain is found, ``Cancelled`` on cancel.
     """
-    return extract_brain_detailed(volume, axcodes, model=model, size=size, threads=threads, source=source,
+    return extract_brain_detailed(volume, orientation, model=model, size=size, threads=threads, source=source,
                                   progress=progress, cancel=cancel).mask
 
 
-def extract_brain_detailed(volume: np.ndarray, axcodes: tuple[str, str, str] = DISPLAY_AXCODES, *,
+def extract_brain_detailed(volume: np.ndarray, orientation: Orientation = DISPLAY_AXCODES, *,
                            model: str = "int8", size: int = DEFAULT_SIZE, threads: int | None = None,
                            source: str = "volume", progress: ProgressCallback | None = None,
                            cancel: CancelCallback | None = None) -> BrainExtractionResult:
@@ -194,18 +220,23 @@ def extract_brain_detailed(volume: np.ndarray, axcodes: tuple[str, str, str] = D
         raise ValueError(f"size must be a multiple of 32 (>= 64), got {size}")
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    to_ras = ornt_transform(axcodes2ornt(tuple(axcodes)), axcodes2ornt(RAS))
-    back = ornt_transform(axcodes2ornt(RAS), axcodes2ornt(tuple(axcodes)))
+    axcodes = axis_codes(orientation)
+    to_ras = ornt_transform(axcodes2ornt(axcodes), axcodes2ornt(RAS))
+    back = ornt_transform(axcodes2ornt(RAS), axcodes2ornt(axcodes))
     x = np.nan_to_num(apply_orientation(np.asarray(volume, dtype=np.float32), to_ras))
     if not np.any(x != x.flat[0]):
         raise StudyError(f"{source}: brain extraction found no brain (the volume is constant)")
     report(progress, 0.02, "brain extraction: locating the brain")
     check_cancel(cancel)
+    seconds["prepare"] = time.perf_counter() - start
+    t = time.perf_counter()
     box_net, main_net = _net("box", model, threads), _net("main", model, threads)
+    seconds["load"] = time.perf_counter() - t  # verify + open the sessions: first call only (cached)
 
+    t = time.perf_counter()
     small = resample_nearest(x, BOX_NET_SHAPE)
     low, high = intensity_range(small)
-    seconds["prepare"] = time.perf_counter() - start
+    seconds["prepare"] += time.perf_counter() - t
     t = time.perf_counter()
     small_mask = largest_component(box_net(normalize(small, low, high)) > THRESHOLD)
     seconds["box net"] = time.perf_counter() - t
@@ -277,5 +308,5 @@ def apply_brain_mask(images: ArrayOrDict, mask: np.ndarray) -> ArrayOrDict:
     return masked(images)
 
 
-__all__: list[Any] = ["extract_brain", "extract_brain_detailed", "looks_skull_stripped", "apply_brain_mask",
+__all__ = ["extract_brain", "extract_brain_detailed", "looks_skull_stripped", "apply_brain_mask",
                       "brain_card", "list_brain_cards", "BrainExtractionResult", "DEFAULT_SIZE"]

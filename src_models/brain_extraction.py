@@ -161,24 +161,55 @@ def quantize_static_qdq(fp32: Path, out: Path, cubes: list[np.ndarray]) -> Path:
     return out
 
 
+def sigmoid_head(model) -> float:
+    """Replace the last ConvTranspose (2 classes) + Softmax(axis=1) by a 1-channel ConvTranspose giving
+    z1 - z0, + Sigmoid: the same brain probability (softmax of two = sigmoid of the difference), and
+    ONNX Runtime's Softmax over a non-last axis took ~40% of the main net's time. Returns the largest
+    rounding change of the folded weights when stored as float16 (0 = still float16-exact)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    softmax = graph.node[-1]
+    last = next(n for n in graph.node if softmax.input[0] in n.output)
+    if softmax.op_type != "Softmax" or last.op_type != "ConvTranspose":
+        raise ValueError(f"unexpected head {last.op_type} -> {softmax.op_type}")
+    initializers = {i.name: i for i in graph.initializer}
+    weight = numpy_helper.to_array(initializers[last.input[1]])  # (C_in, 2, k, k, k)
+    bias = numpy_helper.to_array(initializers[last.input[2]])
+    folded_w = (weight[:, 1:2] - weight[:, 0:1]).astype(np.float32)
+    folded_b = (bias[1:2] - bias[0:1]).astype(np.float32)
+    for name, value in ((last.input[1], folded_w), (last.input[2], folded_b)):
+        graph.initializer.remove(initializers[name])
+        graph.initializer.append(numpy_helper.from_array(value, name))
+    sigmoid = helper.make_node("Sigmoid", [softmax.input[0]], [softmax.output[0]], name="brain_probability")
+    graph.node.remove(softmax)
+    graph.node.append(sigmoid)
+    output = graph.output[0]
+    output.type.tensor_type.shape.dim[1].dim_value = 1
+    return float(np.abs(folded_w.astype(np.float16).astype(np.float32) - folded_w).max())
+
+
 def _rewrite_weights(fp32: Path, out: Path, mode: str) -> dict[str, float]:
     """Store the Conv/ConvTranspose weights compactly; compute stays FP32.
 
     ``fp16``: float16 initializers + Cast (ONNX Runtime folds the Cast at load; lossless here because
-    deepbet's weights are float16 values). ``int8``: per-output-channel symmetric S8 + DequantizeLinear
+    deepbet's weights are float16 values). ``none``: FP32 as exported, head folded. ``int8``: per-output-channel symmetric S8 + DequantizeLinear
     (weight-only INT8: 4x smaller, same FP32 kernels)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(fp32))
+    head_fp16_change = sigmoid_head(model)
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
     new_nodes, worst = [], 0.0
     for node in graph.node:
-        if node.op_type not in ("Conv", "ConvTranspose") or node.input[1] not in initializers:
+        if mode == "none" or node.op_type not in ("Conv", "ConvTranspose") or node.input[1] not in initializers:
             continue
         name = node.input[1]
         weight = numpy_helper.to_array(initializers[name])
+        if mode == "fp16" and np.any(weight.astype(np.float16).astype(np.float32) != weight):
+            continue  # keep float32 what float16 would round (the folded head): stays lossless
         graph.initializer.remove(initializers[name])
         if mode == "fp16":
             stored = weight.astype(np.float16)
@@ -203,7 +234,7 @@ def _rewrite_weights(fp32: Path, out: Path, mode: str) -> dict[str, float]:
     graph.node.extend(new_nodes + nodes)
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
-    return {"max_weight_error": worst}
+    return {"max_weight_error": worst, "folded_head_fp16_rounding": head_fp16_change}
 
 
 def torch_parity(pt_path: Path, onnx_path: Path, cube: np.ndarray) -> dict[str, float]:
@@ -214,7 +245,7 @@ def torch_parity(pt_path: Path, onnx_path: Path, cube: np.ndarray) -> dict[str, 
     model = torch.jit.load(str(pt_path), map_location="cpu").eval()
     with torch.no_grad():
         ref = model(torch.from_numpy(cube)[None, None])[0, 1].numpy()
-    got = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"input": cube[None, None]})[0][0, 1]
+    got = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"input": cube[None, None]})[0][0, -1]
     a, b = ref > 0.5, got > 0.5
     return {"max_abs_diff": float(np.abs(ref - got).max()), "voxels_disagreeing": int((a != b).sum()),
             "mask_dice": float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))}
@@ -244,7 +275,8 @@ def export_all(root: Path, size: int, out_dir: Path = OUT_DIR) -> dict:
                     "synthetic_heads_of": list(CALIBRATION_CASES[::2]), "template": "nilearn MNI152 2009 T1 (skull-stripped)"}}
     with tempfile.TemporaryDirectory() as tmp:
         for role in bx.ROLES:
-            full = export_onnx(paths[role], Path(tmp) / f"{role}.onnx")
+            full = export_onnx(paths[role], Path(tmp) / f"{role}-softmax.onnx")
+            _rewrite_weights(full, Path(tmp) / f"{role}.onnx", "none")  # plain FP32, sigmoid head: for static QDQ
             report[f"{role}_fp16_storage"] = _rewrite_weights(full, out_dir / f"brain-{role}-fp32.onnx", "fp16")
             report[f"{role}_int8_weights"] = _rewrite_weights(full, out_dir / f"brain-{role}-int8.onnx", "int8")
         _write_provisional_cards(out_dir)  # the plugin's preprocessing (box net included) prepares calibration
@@ -267,6 +299,16 @@ def export_all(root: Path, size: int, out_dir: Path = OUT_DIR) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- cards
+def count_params(path: Path) -> int:
+    """Weights and biases in an exported file (quantization scales and zero points not counted)."""
+    import onnx
+    from onnx import TensorProto
+
+    kinds = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT8)
+    return sum(int(np.prod(i.dims)) for i in onnx.load(str(path)).graph.initializer
+               if i.data_type in kinds and not i.name.endswith(("_scale", "_zero")))
+
+
 def _card(role: str, precision: str, out_dir: Path, parity: dict, results: dict | None) -> dict:
     path = out_dir / f"brain-{role}-{precision}.onnx"
     what = ("box net: brain probability on the whole volume resampled to 128^3, gives the crop" if role == "box"
@@ -275,7 +317,7 @@ def _card(role: str, precision: str, out_dir: Path, parity: dict, results: dict 
         "name": f"brain-{role}-{precision}", "kind": "cnn", "architecture": f"deepbet-{role} (3D LinkNet, InstanceNorm)",
         "precision": precision, "sequences": ["t1"], "label_map": {"0": "background", "1": "brain"},
         "description": f"Brain extraction, {what}. Exported from deepbet 1.0.2 (MIT). Not a tumour model.",
-        "file": path.name, "sha256": sha256_of(path), "params": 2126258 if role == "main" else None,
+        "file": path.name, "sha256": sha256_of(path), "params": count_params(path),
         "inputs": ["input"], "outputs": ["probability"],
         "normalization": "clip to the 0.5/99.5 percentiles of the 128^3 cube, z-score (unbiased std), *0.226+0.449",
         "parameters": {"threshold": bx.THRESHOLD, "box_margin": bx.BOX_MARGIN, "box_net_shape": list(bx.BOX_NET_SHAPE),
@@ -295,8 +337,20 @@ def _card(role: str, precision: str, out_dir: Path, parity: dict, results: dict 
                   "static_qdq_calibration": parity.get("calibration")},
     }
     if results:
-        card["validation"] = results.get("cards", {}).get(f"{role}-{precision}", {})
-        card["extra"]["speed"] = results.get("speed", {})
+        summary = results["summary"]
+        card["validation"] = {
+            "what": "whole pipeline (box + main net at this precision) on the T1; reference = non-zero voxels of "
+                    "the BraTS case / template; torch = deepbet 1.0.2 itself at 256^3",
+            "cases": [r["case"] for r in results["rows"]],
+            "results_file": "benchmarks/RESULTS_brain_extraction.md",
+            "torch_original_dice_vs_brats_mask_mean": summary["torch"]["vs_ref_mean_brats"],
+            **{f"main_net_size_{key.split('@')[1]}": {
+                "dice_vs_torch_mean": cell["vs_torch_mean"], "dice_vs_torch_min": cell["vs_torch_min"],
+                "dice_vs_brats_mask_mean": cell["vs_ref_mean_brats"], "seconds_total_mean": cell["seconds_mean"]["total"]}
+               for key, cell in summary.items() if key.startswith(f"{precision}@")},
+        }
+        card["extra"]["speed_pipeline_seconds_mean"] = results.get("speed", {})
+        card["extra"]["speed_each_net_warm"] = results.get("net_seconds_warm", {})
         card["extra"]["measured_on"] = results.get("machine", "")
     return card
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import overload
 
 import numpy as np
 from nibabel.orientations import aff2axcodes, apply_orientation, axcodes2ornt, ornt_transform
@@ -45,9 +45,6 @@ BOX_MARGIN = 0.1
 PERCENTILES = (0.005, 0.995)
 PRECISIONS = ("int8", "fp32")
 ROLES = ("box", "main")
-
-ArrayOrDict = TypeVar("ArrayOrDict", np.ndarray, dict)
-
 
 # --------------------------------------------------------------------------------------------- cards
 def brain_card(role: str, precision: str, folder: Path = BRAIN_MODEL_DIR) -> ModelCard:
@@ -98,8 +95,8 @@ def _net(role: str, precision: str, threads: int | None):
     input_name, output_name = card.inputs[0], card.outputs[0]
 
     def run(cube: np.ndarray) -> np.ndarray:
-        """(D, H, W) float32 -> brain probability (D, H, W)."""
-        return session.run([output_name], {input_name: cube[None, None]})[0][0, 1]
+        """(D, H, W) float32 -> brain probability (D, H, W) (the files have one sigmoid output channel)."""
+        return session.run([output_name], {input_name: cube[None, None]})[0][0, -1]
 
     return run
 
@@ -185,11 +182,11 @@ def axis_codes(orientation: Orientation) -> tuple[str, str, str]:
     if isinstance(orientation, np.ndarray):
         if orientation.shape != (4, 4):
             raise ValueError(f"an affine must be 4x4, got {orientation.shape}")
-        return tuple(aff2axcodes(orientation))  # type: ignore[return-value]
+        return tuple(aff2axcodes(orientation))
     codes = tuple(orientation)
     if len(codes) != 3:
         raise ValueError(f"three axis codes expected, got {codes}")
-    return codes  # type: ignore[return-value]
+    return codes
 
 
 def extract_brain(volume: np.ndarray, orientation: Orientation = DISPLAY_AXCODES, *, model: str = "int8",
@@ -293,7 +290,11 @@ def looks_skull_stripped(images: Mapping[str, np.ndarray] | np.ndarray, spacing:
     return True
 
 
-def apply_brain_mask(images: ArrayOrDict, mask: np.ndarray) -> ArrayOrDict:
+@overload
+def apply_brain_mask(images: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+@overload
+def apply_brain_mask(images: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]: ...
+def apply_brain_mask(images: np.ndarray | dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
     """New arrays with every voxel outside ``mask`` set to 0 (the tumour models' convention);
     the inputs are not modified. Accepts one volume, a (C, Z, Y, X) stack, or a dict of volumes."""
     mask = np.asarray(mask, dtype=bool)

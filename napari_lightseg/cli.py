@@ -121,10 +121,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         clinical.save_mask(plan, args.out, result.labels, study, grid=args.grid, convention=convention,
                            model_name=card.name)
+        result.timings_s["write"] = time.perf_counter() - t  # the mask (and sidecar), not yet renamed into place
         if args.report:
             plan.write(args.report, lambda temp: temp.write_text(json.dumps(result.report(), indent=2) + "\n"))
         plan.commit()
-        result.timings_s["write"] = time.perf_counter() - t
     for note in result.notes:
         print(f"lightseg: note: {note}", file=sys.stderr)
     print(f"{args.out}: {result.summary_line()}")

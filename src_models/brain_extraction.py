@@ -9,9 +9,9 @@ brain_extraction``): T1 volumes of brats18 *training* cases (skull-stripped), th
 synthetic head (scalp, skull, noisy air: ``synthetic_head``) and nilearn's MNI152 2009 T1 template
 (also skull-stripped; no whole-head T1 is available offline here).
 
-    python -m src_models.brain_extraction export            # FP32 + INT8 files, parity JSON
-    python benchmarks/bench_brain_extraction.py             # agreement, Dice, seconds
-    python -m src_models.brain_extraction cards             # cards from the two JSON files
+    LIGHTSEG_DATA=../shared/data PYTHONPATH=. python -m src_models.brain_extraction export --size 192
+    LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_brain_extraction.py
+    PYTHONPATH=. python -m src_models.brain_extraction cards     # cards from the two JSON files
 """
 from __future__ import annotations
 
@@ -329,9 +329,9 @@ def _card(role: str, precision: str, out_dir: Path, parity: dict, results: dict 
                                                       "deepbet's weights are float16 values)",
                                                       "weight_error": parity.get(f"{role}_fp16_storage")}),
         "validation": {}, "training": {"credit": DEEPBET, "trained_by": "the deepbet authors (not retrained here)"},
-        "reproduce": ["python -m src_models.brain_extraction export --size 192",
-                      "python benchmarks/bench_brain_extraction.py",
-                      "python -m src_models.brain_extraction cards"],
+        "reproduce": ["LIGHTSEG_DATA=../shared/data PYTHONPATH=. python -m src_models.brain_extraction export --size 192",
+                      "LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_brain_extraction.py",
+                      "PYTHONPATH=. python -m src_models.brain_extraction cards"],
         "extra": {"parity_vs_torch": parity.get(f"{role}_parity_{precision}_vs_torch"),
                   "speed_static_qdq": {k: v for k, v in parity.items() if k.startswith(f"{role}_seconds")},
                   "static_qdq_calibration": parity.get("calibration")},

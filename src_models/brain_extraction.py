@@ -1,13 +1,16 @@
-"""Brain extraction nets: deepbet's two TorchScript models -> ONNX FP32 -> static INT8, and their cards.
+"""Brain extraction nets: deepbet's two TorchScript models -> ONNX, compact weights, and their cards.
 
 deepbet (Fisch et al., https://github.com/wwu-mmll/deepbet, MIT licence, version 1.0.2) ships a box
 net (128^3 input) and a main net (box crop at 256^3), both 3D LinkNets with InstanceNorm, 2.1M
 parameters each. Exported with opset 17 and dynamic spatial axes (the main net runs at any multiple
-of 32), checked against PyTorch, then quantized: QDQ, per-channel S8 weights, U8 activations,
-MinMax calibration on inputs prepared exactly as at inference (``napari_lightseg.preprocess.
-brain_extraction``): T1 volumes of brats18 *training* cases (skull-stripped), the same brains inside a
-synthetic head (scalp, skull, noisy air: ``synthetic_head``) and nilearn's MNI152 2009 T1 template
-(also skull-stripped; no whole-head T1 is available offline here).
+of 32), the 2-class Softmax head folded into one sigmoid channel, checked against PyTorch, then
+shipped as ``fp32`` (float16-stored weights, lossless here) and ``int8`` (weight-only per-channel S8,
+FP32 compute). Full static QDQ INT8 (U8 activations, MinMax calibration) is built and timed but not
+shipped: with InstanceNorm after every conv it runs ~3x slower than FP32 on this CPU. Its calibration
+inputs are prepared exactly as at inference (``napari_lightseg.preprocess.brain_extraction``): T1
+volumes of brats18 *training* cases (skull-stripped), two of the same brains inside a synthetic head
+(scalp, skull, noisy air: ``synthetic_head``) and nilearn's MNI152 2009 T1 template (also
+skull-stripped; no whole-head T1 is available offline here).
 
     LIGHTSEG_DATA=../shared/data PYTHONPATH=. python -m src_models.brain_extraction export --size 192
     LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_brain_extraction.py

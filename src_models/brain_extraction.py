@@ -23,6 +23,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -316,7 +317,7 @@ def _card(role: str, precision: str, out_dir: Path, parity: dict, results: dict 
     path = out_dir / f"brain-{role}-{precision}.onnx"
     what = ("box net: brain probability on the whole volume resampled to 128^3, gives the crop" if role == "box"
             else "main net: brain probability on the box crop resampled to a cube (deepbet: 256^3)")
-    card = {
+    card: dict[str, Any] = {
         "name": f"brain-{role}-{precision}", "kind": "cnn", "architecture": f"deepbet-{role} (3D LinkNet, InstanceNorm)",
         "precision": precision, "sequences": ["t1"], "label_map": {"0": "background", "1": "brain"},
         "description": f"Brain extraction, {what}. Exported from deepbet 1.0.2 (MIT). Not a tumour model.",

@@ -213,7 +213,7 @@ def markdown(rows: list[dict], summary: dict, machine: str, speed_cube: dict) ->
               "| net input | torch s | ORT FP32 s | ORT INT8 (weight-only) s |", "|---|---:|---:|---:|"]
     for key, cell in speed_cube.items():
         lines.append(f"| {key} | {cell['torch']:.2f} | {cell['ort fp32']:.2f} | {cell['ort int8']:.2f} |")
-    lines += ["", "The CPU is shared with other jobs: treat seconds as +-30%.", ""]
+    lines += ["", "The CPU (2 cores) is shared with other jobs: seconds, torch's above all, varied up to 3x between runs.", ""]
     lines += choice(rows, summary)
     return "\n".join(lines)
 

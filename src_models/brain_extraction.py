@@ -1,17 +1,20 @@
-"""Brain extraction nets: deepbet's two TorchScript models -> ONNX FP32 -> static INT8, and their cards.
+"""Brain extraction nets: deepbet's two TorchScript models -> ONNX, compact weights, and their cards.
 
 deepbet (Fisch et al., https://github.com/wwu-mmll/deepbet, MIT licence, version 1.0.2) ships a box
 net (128^3 input) and a main net (box crop at 256^3), both 3D LinkNets with InstanceNorm, 2.1M
 parameters each. Exported with opset 17 and dynamic spatial axes (the main net runs at any multiple
-of 32), checked against PyTorch, then quantized: QDQ, per-channel S8 weights, U8 activations,
-MinMax calibration on inputs prepared exactly as at inference (``napari_lightseg.preprocess.
-brain_extraction``): T1 volumes of brats18 *training* cases (skull-stripped), the same brains inside a
-synthetic head (scalp, skull, noisy air: ``synthetic_head``) and nilearn's MNI152 2009 T1 template
-(also skull-stripped; no whole-head T1 is available offline here).
+of 32), the 2-class Softmax head folded into one sigmoid channel, checked against PyTorch, then
+shipped as ``fp32`` (float16-stored weights, lossless here) and ``int8`` (weight-only per-channel S8,
+FP32 compute). Full static QDQ INT8 (U8 activations, MinMax calibration) is built and timed but not
+shipped: with InstanceNorm after every conv it runs ~3x slower than FP32 on this CPU. Its calibration
+inputs are prepared exactly as at inference (``napari_lightseg.preprocess.brain_extraction``): T1
+volumes of brats18 *training* cases (skull-stripped), two of the same brains inside a synthetic head
+(scalp, skull, noisy air: ``synthetic_head``) and nilearn's MNI152 2009 T1 template (also
+skull-stripped; no whole-head T1 is available offline here).
 
-    python -m src_models.brain_extraction export            # FP32 + INT8 files, parity JSON
-    python benchmarks/bench_brain_extraction.py             # agreement, Dice, seconds
-    python -m src_models.brain_extraction cards             # cards from the two JSON files
+    LIGHTSEG_DATA=../shared/data PYTHONPATH=. python -m src_models.brain_extraction export --size 192
+    LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_brain_extraction.py
+    PYTHONPATH=. python -m src_models.brain_extraction cards     # cards from the two JSON files
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -313,7 +317,7 @@ def _card(role: str, precision: str, out_dir: Path, parity: dict, results: dict 
     path = out_dir / f"brain-{role}-{precision}.onnx"
     what = ("box net: brain probability on the whole volume resampled to 128^3, gives the crop" if role == "box"
             else "main net: brain probability on the box crop resampled to a cube (deepbet: 256^3)")
-    card = {
+    card: dict[str, Any] = {
         "name": f"brain-{role}-{precision}", "kind": "cnn", "architecture": f"deepbet-{role} (3D LinkNet, InstanceNorm)",
         "precision": precision, "sequences": ["t1"], "label_map": {"0": "background", "1": "brain"},
         "description": f"Brain extraction, {what}. Exported from deepbet 1.0.2 (MIT). Not a tumour model.",
@@ -329,9 +333,9 @@ def _card(role: str, precision: str, out_dir: Path, parity: dict, results: dict 
                                                       "deepbet's weights are float16 values)",
                                                       "weight_error": parity.get(f"{role}_fp16_storage")}),
         "validation": {}, "training": {"credit": DEEPBET, "trained_by": "the deepbet authors (not retrained here)"},
-        "reproduce": ["python -m src_models.brain_extraction export --size 192",
-                      "python benchmarks/bench_brain_extraction.py",
-                      "python -m src_models.brain_extraction cards"],
+        "reproduce": ["LIGHTSEG_DATA=../shared/data PYTHONPATH=. python -m src_models.brain_extraction export --size 192",
+                      "LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_brain_extraction.py",
+                      "PYTHONPATH=. python -m src_models.brain_extraction cards"],
         "extra": {"parity_vs_torch": parity.get(f"{role}_parity_{precision}_vs_torch"),
                   "speed_static_qdq": {k: v for k, v in parity.items() if k.startswith(f"{role}_seconds")},
                   "static_qdq_calibration": parity.get("calibration")},

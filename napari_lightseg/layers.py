@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from .display import class_features
 from .io import CLASS_COLORS, SEQUENCE_TITLES, SEQUENCES, Geometry, Study, StudyError, role_of
 
 METADATA_KEY = "lightseg"
 AXIS_LABELS = ("I→S", "A→P", "R→L")
 GROUND_TRUTH_SUFFIX = "ground truth"
+LABELS_OPACITY = 0.7  # one result at a time: strong enough to read the classes, the anatomy still shows
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -52,8 +54,14 @@ def labels_layer(labels: np.ndarray, geometry: Geometry, name: str, *, study: st
                  convention: str | None = None, extra: dict[str, Any] | None = None) -> LayerData:
     """A Labels layer of internal classes with the class colours and the study's grid."""
     meta = {"study": study, "role": "labels", "geometry": geometry, "convention": convention, **(extra or {})}
-    kwargs = dict(name=name, colormap=label_colormap(), opacity=0.6, metadata={METADATA_KEY: meta}, **spatial_kwargs(geometry))
+    kwargs = dict(name=name, colormap=label_colormap(), opacity=LABELS_OPACITY, features=class_features(),
+                  metadata={METADATA_KEY: meta}, **spatial_kwargs(geometry))
     return (np.asarray(labels, dtype=np.uint8), kwargs, "labels")
+
+
+def is_result_layer(layer) -> bool:
+    """A tumour mask the user looks at: a model result, the ground truth, a loaded or hand-drawn mask."""
+    return getattr(layer, "_type_string", "") == "labels"
 
 
 def study_layers(study: Study) -> list[LayerData]:

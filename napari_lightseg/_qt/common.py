@@ -1,0 +1,34 @@
+"""Small pieces every dock widget uses: a scrolling body (docks never clip buttons) and stable layer names."""
+from __future__ import annotations
+
+import napari
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+
+def scrolling_body(widget: QWidget) -> QVBoxLayout:
+    """Put the widget's content in a scroll area and return the content's layout: when docks stack,
+    the content scrolls instead of squeezing or clipping its buttons."""
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = QScrollArea(widget)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    body = QWidget()
+    scroll.setWidget(body)
+    outer.addWidget(scroll)
+    layout = QVBoxLayout(body)
+    layout.setContentsMargins(6, 6, 6, 6)
+    return layout
+
+
+def add_or_replace(viewer: napari.Viewer, data, kwargs: dict, layer_type: str):
+    """Stable names: a re-run replaces the layer of the same name (at the same place in the list)."""
+    name = kwargs["name"]
+    index = None
+    if name in viewer.layers:
+        index = viewer.layers.index(name)
+        viewer.layers.remove(name)
+    layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    if index is not None:
+        viewer.layers.move(viewer.layers.index(layer), index)
+    return layer

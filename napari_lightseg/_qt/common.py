@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import napari
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QVBoxLayout, QWidget
 
 
 def scrolling_body(widget: QWidget) -> QVBoxLayout:
@@ -13,6 +14,7 @@ def scrolling_body(widget: QWidget) -> QVBoxLayout:
     scroll = QScrollArea(widget)
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)  # rows are built to fit; never clip
     body = QWidget()
     scroll.setWidget(body)
     outer.addWidget(scroll)
@@ -32,3 +34,11 @@ def add_or_replace(viewer: napari.Viewer, data, kwargs: dict, layer_type: str):
     if index is not None:
         viewer.layers.move(viewer.layers.index(layer), index)
     return layer
+
+
+def compact_combo(min_characters: int = 14) -> QComboBox:
+    """A combo box that does not widen the dock to its longest entry (layer and model names are long)."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(min_characters)
+    return combo

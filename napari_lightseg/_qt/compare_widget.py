@@ -13,7 +13,6 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -29,12 +28,13 @@ from qtpy.QtWidgets import (
 )
 
 from .. import engine
+from .._reader import prefer_lightseg_reader
 from ..backends import backend_choices
 from ..compare import COLUMNS, compare_labels, disagreement, run_names, segmentation_name, write_csv
 from ..io import StudyError, load_labels
 from ..layers import METADATA_KEY, labels_layer, lightseg_metadata, sequence_layers, spatial_kwargs, study_from_layers
 from ..models import ModelCard, list_cards
-from .common import add_or_replace, scrolling_body
+from .common import add_or_replace, compact_combo, scrolling_body
 from .results import focus_result
 from .side_by_side import HELPER_ROLE, enter_side_by_side, leave_side_by_side
 from .worker import TaskRunner
@@ -92,9 +92,9 @@ class CompareWidget(QWidget):
         layout = scrolling_body(self)
         runs = QGroupBox("Models to run on the open study")
         runs_layout = QFormLayout(runs)
-        self.model_combo = QComboBox()
+        self.model_combo = compact_combo()
         self.model_combo.addItems(list(self.cards))
-        self.backend_combo = QComboBox()
+        self.backend_combo = compact_combo()
         runs_layout.addRow("Model", self.model_combo)
         runs_layout.addRow("Backend", self.backend_combo)
         self.add_button, self.remove_button = QPushButton("Add"), QPushButton("Remove")
@@ -106,14 +106,15 @@ class CompareWidget(QWidget):
         self.load_button.setToolTip("Open segmentation files (BraTS 1/2/4 or 1/2/3) on the study's grid")
         runs_layout.addRow(_row(self.add_button, self.remove_button))
         runs_layout.addRow(self.job_list)
-        runs_layout.addRow(_row(self.run_button, self.cancel_button, self.load_button))
+        runs_layout.addRow(_row(self.run_button, self.cancel_button))
+        runs_layout.addRow(self.load_button)
         self.progress = QProgressBar()
         runs_layout.addRow(self.progress)
         layout.addWidget(runs)
 
         cmp_box = QGroupBox("Compare")
         cmp_layout = QFormLayout(cmp_box)
-        self.reference_combo = QComboBox()
+        self.reference_combo = compact_combo()
         cmp_layout.addRow("Reference", self.reference_combo)
         cmp_layout.addRow(QLabel("Masks to compare (click to toggle):"))
         self.mask_list = QListWidget()
@@ -125,7 +126,8 @@ class CompareWidget(QWidget):
         self.export_button.setEnabled(False)
         self.side_by_side = QCheckBox("Side by side")
         self.side_by_side.setToolTip("Grid view: the reference and each compared mask over its own FLAIR copy")
-        cmp_layout.addRow(_row(self.compare_button, self.export_button, self.side_by_side))
+        cmp_layout.addRow(_row(self.compare_button, self.export_button))
+        cmp_layout.addRow(self.side_by_side)
         self.table_title = QLabel("")
         self.table_title.setWordWrap(True)
         cmp_layout.addRow(self.table_title)
@@ -158,6 +160,7 @@ class CompareWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_masks)
         self._on_model_changed()
         self._refresh_masks()
+        prefer_lightseg_reader()  # from now on napari opens NIfTI with this plugin, no "Choose reader" dialog
 
     # ----------------------------------------------------------------- layers
     def _mask_layers(self) -> list[str]:

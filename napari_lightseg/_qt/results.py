@@ -9,10 +9,11 @@ from __future__ import annotations
 import napari
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
-from ..display import legend_html, legend_rows, marker_positions, plane_markers
+from ..display import legend_html, legend_rows, marker_positions, plane_markers, tumour_center_slice
 from ..layers import METADATA_KEY, is_result_layer, lightseg_metadata
+from .common import compact_combo
 
 MARKERS_LAYER = "orientation"
 MARKER_ROLE = "orientation"
@@ -30,6 +31,15 @@ def focused_result(viewer: napari.Viewer):
         return active
     visible = [layer for layer in result_layers(viewer) if layer.visible]
     return visible[-1] if visible else None
+
+
+def go_to_tumour(viewer: napari.Viewer, layer=None) -> None:
+    """Show the axial slice through the tumour's centre (of ``layer``, else the first mask that has one)."""
+    for mask in [layer] if layer is not None else result_layers(viewer):
+        center = tumour_center_slice(np.asarray(mask.data))
+        if center is not None:
+            viewer.dims.set_current_step(0, center)
+            return
 
 
 def focus_result(viewer: napari.Viewer, name: str, boxes_2d: bool = False) -> None:
@@ -56,7 +66,7 @@ def _study_geometry(viewer: napari.Viewer):
 def update_orientation_markers(viewer: napari.Viewer) -> None:
     """(Re)place the R/L/A/P/S/I letters on the edges of the plane shown; hidden in 3D."""
     geometry, layer = _study_geometry(viewer)
-    if geometry is None or viewer.dims.ndisplay != 2 or viewer.dims.ndim != 3:
+    if geometry is None or viewer.dims.ndisplay != 2 or viewer.dims.ndim != 3 or viewer.canvas.grid.enabled:
         if MARKERS_LAYER in viewer.layers:
             viewer.layers[MARKERS_LAYER].visible = False
         viewer.text_overlay.visible = False
@@ -76,6 +86,7 @@ def update_orientation_markers(viewer: napari.Viewer) -> None:
         previous = viewer.layers.selection.active  # adding selects the new layer: keep the user's selection
         viewer.add_points(data, name=MARKERS_LAYER, size=0.1, face_color="transparent", border_width=0,
                           features={"letter": letters}, scale=layer.scale, translate=layer.translate,
+                          units=layer.units, axis_labels=layer.axis_labels,
                           text={"string": "{letter}", "color": "yellow", "size": 16, "anchor": "center"},
                           metadata={METADATA_KEY: {"role": MARKER_ROLE}})
         viewer.layers.selection.active = previous
@@ -116,7 +127,7 @@ class ResultPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         form = QFormLayout()
-        self.picker = QComboBox()
+        self.picker = compact_combo()
         self.picker.setToolTip("Show one mask; the others stay in the layer list, hidden")
         form.addRow("Result", self.picker)
         layout.addLayout(form)
@@ -140,7 +151,7 @@ class ResultPanel(QWidget):
 
     def _on_active(self, *_) -> None:
         active = self.viewer.layers.selection.active
-        if active is not None and is_result_layer(active) and active.visible:
+        if active is not None and is_result_layer(active):
             self.refresh()
 
     def refresh(self, *_) -> None:

@@ -12,8 +12,8 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
@@ -25,13 +25,14 @@ from qtpy.QtWidgets import (
 )
 
 from .. import engine
+from .._reader import prefer_lightseg_reader
 from ..backends import backend_choices
 from ..backends.registry import default_threads
 from ..display import tumour_center_slice
 from ..io import SEQUENCE_TITLES, SEQUENCES
 from ..layers import boxes_layers, labels_layer, sequence_layers, study_from_layers
 from ..models import list_cards
-from .common import add_or_replace, scrolling_body
+from .common import add_or_replace, compact_combo, scrolling_body
 from .results import ResultPanel, focus_result, install_orientation_markers
 from .view3d import show_2d, show_3d
 from .worker import TaskRunner
@@ -55,15 +56,15 @@ class SegmentWidget(QWidget):
         seq_form = QFormLayout(seq_box)
         self.sequence_combos: dict[str, QComboBox] = {}
         for seq in SEQUENCES:
-            self.sequence_combos[seq] = QComboBox()
+            self.sequence_combos[seq] = compact_combo()
             seq_form.addRow(SEQUENCE_TITLES[seq], self.sequence_combos[seq])
         layout.addWidget(seq_box)
 
         model_form = QFormLayout()
-        self.model_combo = QComboBox()
+        self.model_combo = compact_combo()
         for card in self.cards.values():
             self.model_combo.addItem(card.short_label(), card.name)
-        self.backend_combo = QComboBox()
+        self.backend_combo = compact_combo()
         self.threads = QSpinBox()
         self.threads.setRange(1, 256)
         self.threads.setValue(default_threads())
@@ -77,15 +78,15 @@ class SegmentWidget(QWidget):
         self.param_spins: dict[str, QSpinBox | QDoubleSpinBox] = {}
         layout.addWidget(self.param_box)
 
-        buttons = QHBoxLayout()
+        buttons = QGridLayout()  # two rows of two: fits a narrow dock
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
         self.detect_button = QPushButton("Detect")
         self.detect_button.setToolTip("Training-free tumour box (PCNN): selective search + PCNN signatures on FLAIR/T2")
         self.view3d_button = QPushButton("3D view")
         self.view3d_button.setCheckable(True)
         self.view3d_button.setToolTip("Classes of the shown result as surfaces: ET and NCR inside a translucent edema")
-        for b in (self.run_button, self.detect_button, self.cancel_button, self.view3d_button):
-            buttons.addWidget(b)
+        for i, b in enumerate((self.run_button, self.cancel_button, self.detect_button, self.view3d_button)):
+            buttons.addWidget(b, i // 2, i % 2)
         layout.addLayout(buttons)
         self.progress = QProgressBar()
         self.status = QLabel("")
@@ -122,6 +123,7 @@ class SegmentWidget(QWidget):
         self._on_model_changed()
         self._refresh_table()
         install_orientation_markers(self.viewer)
+        prefer_lightseg_reader()  # from now on napari opens NIfTI with this plugin, no "Choose reader" dialog
 
     # ----------------------------------------------------------------- state
     @property
@@ -218,7 +220,7 @@ class SegmentWidget(QWidget):
             self.viewer.dims.set_current_step(0, center)  # the largest lesion's centre
         self.results.refresh()
         if self.viewer.dims.ndisplay == 3:
-            show_3d(self.viewer)
+            show_3d(self.viewer, boxes=self.results.boxes.isChecked())
         t, v = result.timings_s, result.volumes_ml
         self.runs.append({"model": result.model, "backend": result.backend, "provider": result.provider,
                           "total_s": round(t["total"], 3), "inference_s": round(t["inference"], 3),
@@ -231,9 +233,10 @@ class SegmentWidget(QWidget):
     def set_3d(self, on: bool) -> None:
         """The 3D view of the shown result, or back to slices."""
         if on:
-            show_3d(self.viewer)
+            show_3d(self.viewer, boxes=self.results.boxes.isChecked())
         else:
             show_2d(self.viewer)
+        self.results.refresh()
         self.view3d_button.setText("2D view" if on else "3D view")
 
     # ----------------------------------------------------------------- timings

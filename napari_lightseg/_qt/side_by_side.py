@@ -7,6 +7,7 @@ import napari
 from ..compare import interleave_for_grid
 from ..io import SEQUENCE_TITLES
 from ..layers import METADATA_KEY, lightseg_metadata
+from .results import go_to_tumour
 
 HELPER_ROLE = "side_by_side"
 SavedView = tuple[list[str], dict[str, bool]]
@@ -36,6 +37,7 @@ def enter_side_by_side(viewer: napari.Viewer, image, masks: list[str]) -> SavedV
     grid.spacing = 0.05
     grid.enabled = True
     viewer.reset_view()  # fit the whole brain in each tile
+    go_to_tumour(viewer, layers[masks[0]])
     return saved
 
 

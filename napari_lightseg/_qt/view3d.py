@@ -19,9 +19,9 @@ BRAIN_OPACITY = 0.12
 # Standard views in display axes (0 inferior->superior, 1 anterior->posterior, 2 right->left):
 # (view direction, up direction). "anterior": looking at the face, the patient's right on the left.
 VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "anterior": ((0.0, 1.0, 0.0), (1.0, 0.0, 0.0)),
-    "superior": ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0)),
-    "left": ((0.0, 0.0, -1.0), (1.0, 0.0, 0.0)),
+    "anterior": ((0.0, -1.0, 0.0), (1.0, 0.0, 0.0)),
+    "superior": ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0)),
+    "left": ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0)),
 }
 DEFAULT_VIEW = "anterior"
 
@@ -42,7 +42,7 @@ def set_camera_view(viewer: napari.Viewer, view: str = DEFAULT_VIEW) -> None:
     viewer.camera.set_view_direction(direction, up)
 
 
-def show_3d(viewer: napari.Viewer, view: str = DEFAULT_VIEW) -> list[str]:
+def show_3d(viewer: napari.Viewer, view: str = DEFAULT_VIEW, boxes: bool = False) -> list[str]:
     """Switch to 3D on the focused result; returns the names of the surface layers added."""
     result = focused_result(viewer)
     image = _brain_image(viewer)
@@ -55,15 +55,8 @@ def show_3d(viewer: napari.Viewer, view: str = DEFAULT_VIEW) -> list[str]:
         if role in ("image", "boxes"):
             layer.visible = False
         elif role == "box-outlines":
-            layer.visible = result is not None and layer.name.startswith(f"{result.name} ")
+            layer.visible = boxes and result is not None and layer.name.startswith(f"{result.name} ")
     added = []
-    if image is not None:
-        shell = brain_surface(np.asarray(image.data))
-        if shell is not None:
-            viewer.add_surface(shell, name="brain 3D", colormap="gray", opacity=BRAIN_OPACITY, blending="translucent",
-                               scale=image.scale, translate=image.translate, shading="smooth",
-                               metadata={METADATA_KEY: {"role": SURFACE_ROLE}})
-            added.append("brain 3D")
     if result is not None:
         surfaces = sorted(class_surfaces(np.asarray(result.data)), key=lambda s: CLASS_OPACITY[s.name] < 1)  # opaque first
         for surface in surfaces:
@@ -71,9 +64,16 @@ def show_3d(viewer: napari.Viewer, view: str = DEFAULT_VIEW) -> list[str]:
             viewer.add_surface((surface.vertices, surface.faces, np.ones(len(surface.vertices), np.float32)), name=name,
                                colormap=_single_colour(surface.color), opacity=CLASS_OPACITY[surface.name],
                                blending="translucent" if CLASS_OPACITY[surface.name] < 1 else "opaque",
-                               scale=result.scale, translate=result.translate, shading="smooth",
+                               scale=result.scale, translate=result.translate, units=result.units, shading="smooth",
                                metadata={METADATA_KEY: {"role": SURFACE_ROLE, "class": surface.name}})
             added.append(name)
+    if image is not None:
+        shell = brain_surface(np.asarray(image.data))
+        if shell is not None:
+            viewer.add_surface(shell, name="brain 3D", colormap="gray", opacity=BRAIN_OPACITY, blending="translucent_no_depth",
+                               scale=image.scale, translate=image.translate, units=image.units, shading="smooth",
+                               metadata={METADATA_KEY: {"role": SURFACE_ROLE}})
+            added.append("brain 3D")
     if result is not None:
         viewer.layers.selection.active = result  # hidden but selected: 2D comes back to it
     viewer.axes.visible = True

@@ -58,13 +58,14 @@ def read_study(path: str | list[str]) -> list[LayerData]:
     """Layers for a study. A lone mask opens as labels; a lone other 3D file as an image."""
     paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
     single = paths[0] if len(paths) == 1 and paths[0].is_file() else None
-    if single is not None and role_of(single) in (SEGMENTATION, None):
-        data, img = load_nifti(single, allow_4d=role_of(single) is None)
+    if single is not None:
+        data, img = load_nifti(single, allow_4d=True)
         if data.ndim == 3:
             sidecar = read_label_sidecar(single)
             if sidecar is not None or is_label_volume(single, data, img):
                 return [read_mask(single, data, img, sidecar["convention"] if sidecar else None)]
-            return [_plain_image(single, data, Geometry.from_image(img))]
+            if role_of(single) in (SEGMENTATION, None):
+                return [_plain_image(single, data, Geometry.from_image(img))]
     return study_layers(load_study(discover(paths if len(paths) > 1 else paths[0])))
 
 

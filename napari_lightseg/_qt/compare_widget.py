@@ -35,7 +35,7 @@ from ..io import StudyError, load_labels
 from ..layers import METADATA_KEY, labels_layer, lightseg_metadata, sequence_layers, spatial_kwargs, study_from_layers
 from ..models import ModelCard, list_cards
 from .common import add_or_replace, compact_combo, scrolling_body
-from .results import focus_result
+from .results import focus_result, install_orientation_markers
 from .side_by_side import HELPER_ROLE, enter_side_by_side, leave_side_by_side
 from .worker import TaskRunner
 
@@ -160,6 +160,7 @@ class CompareWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_masks)
         self._on_model_changed()
         self._refresh_masks()
+        install_orientation_markers(self.viewer)
         prefer_lightseg_reader()  # from now on napari opens NIfTI with this plugin, no "Choose reader" dialog
 
     # ----------------------------------------------------------------- layers

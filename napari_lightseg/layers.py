@@ -141,3 +141,17 @@ def study_from_layers(layers, chosen: dict[str, str]) -> Study:
     if geometry is None:
         raise StudyError("the chosen layers were not opened with napari-lightseg: no source grid (affine) known")
     return Study(name, images, geometry)
+
+
+def grid_mismatch(reference, masks: list) -> str | None:
+    """Why ``masks`` (layers) cannot be compared voxel by voxel with ``reference``: another shape or
+    another source grid (affine). None when they can: a mask from elsewhere must not score Dice 0."""
+    ref_shape, ref_geometry = np.shape(reference.data), lightseg_metadata(reference.metadata).get("geometry")
+    for mask in masks:
+        if np.shape(mask.data) != ref_shape:
+            return f"{mask.name}: shape {np.shape(mask.data)} differs from {reference.name}'s {ref_shape}; not compared"
+        geometry = lightseg_metadata(mask.metadata).get("geometry")
+        if ref_geometry is not None and geometry is not None and not geometry.same_grid(ref_geometry):
+            return (f"{mask.name}: on another grid than {reference.name} "
+                    f"({geometry.describe_difference(ref_geometry)}); not compared")
+    return None

@@ -3,7 +3,6 @@ reference (Dice / HD95 / volumes, disagreement map, side-by-side grid). A thin v
 ``engine.run`` and ``compare``; the slow parts run in workers that never touch widgets."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import napari
@@ -22,63 +21,34 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QWidget,
 )
 
 from .. import engine
 from .._reader import prefer_lightseg_reader
 from ..backends import backend_choices
-from ..compare import COLUMNS, compare_labels, disagreement, run_names, segmentation_name, write_csv
+from ..compare import run_names, segmentation_name, write_csv
+from ..compare_jobs import compare_masks, run_models
 from ..io import StudyError, load_labels
-from ..layers import METADATA_KEY, labels_layer, lightseg_metadata, sequence_layers, spatial_kwargs, study_from_layers
+from ..layers import (
+    METADATA_KEY,
+    grid_mismatch,
+    labels_layer,
+    lightseg_metadata,
+    sequence_layers,
+    spatial_kwargs,
+    study_from_layers,
+)
 from ..models import ModelCard, list_cards
 from .common import add_or_replace, compact_combo, scrolling_body
+from .metrics_table import RUN_TIME, TABLE_COLUMNS, MetricsTable
 from .results import focus_result, install_orientation_markers
 from .side_by_side import HELPER_ROLE, enter_side_by_side, leave_side_by_side
 from .worker import TaskRunner
 
 DISAGREEMENT = "disagreement"
-RUN_TIME = "run_s"
+__all__ = ["DISAGREEMENT", "RUN_TIME", "TABLE_COLUMNS", "CompareWidget"]
 # metrics first; the reference is named once, above the table
-TABLE_COLUMNS = (*(c for c in COLUMNS if c != "reference"), RUN_TIME)
-HEADERS = {RUN_TIME: "run s", "segmentation": "mask"}
-HD95_TIP = ("HD95: 95th percentile of the distances (mm) between the two masks' surfaces, both directions pooled "
-            "(MedPy's definition); inf when one mask is empty and the other is not")
-
-
-def _header(column: str) -> str:
-    return HEADERS.get(column, column.replace("_ml", " mL").replace("volume_", "vol ").replace("_", " "))
-
-
-def _run_models(study, jobs: list[tuple[ModelCard, str]], progress: Callable[[float, str], None],
-                cancel: Callable[[], bool], deliver: Callable[[engine.Result], None]) -> int:
-    """Run the models one after another (one worker, so they never compete for the CPU); each result
-    is delivered as soon as it is there. A cancel raises ``Cancelled`` from inside ``engine.run``."""
-    for i, (card, backend) in enumerate(jobs):
-        def step(fraction: float, message: str, i: int = i) -> None:
-            progress((i + fraction) / len(jobs), f"{i + 1}/{len(jobs)} {message}")
-
-        deliver(engine.run(study, card, backend or None, progress=step, cancel=cancel))
-    return len(jobs)
-
-
-def _compare(reference_name: str, reference: np.ndarray, masks: dict[str, np.ndarray], spacing: tuple[float, ...],
-             extra: dict[str, dict], progress: Callable[[float, str], None], cancel: Callable[[], bool]
-             ) -> tuple[list[dict], np.ndarray]:
-    rows = compare_labels(reference, masks, spacing, reference_name, extra)
-    return rows, disagreement([reference, *masks.values()])
-
-
-def _cell(column: str, value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return f"{value:.3f}" if column.startswith("dice") else f"{value:.2f}"
-
-
 class CompareWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
@@ -131,13 +101,7 @@ class CompareWidget(QWidget):
         self.table_title = QLabel("")
         self.table_title.setWordWrap(True)
         cmp_layout.addRow(self.table_title)
-        self.table = QTableWidget(0, len(TABLE_COLUMNS))
-        self.table.setHorizontalHeaderLabels([_header(c) for c in TABLE_COLUMNS])
-        for c, column in enumerate(TABLE_COLUMNS):
-            if column.startswith("hd95"):
-                self.table.horizontalHeaderItem(c).setToolTip(HD95_TIP)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setMinimumHeight(100)
+        self.table = MetricsTable()
         cmp_layout.addRow(self.table)
         layout.addWidget(cmp_box)
         self.status = QLabel("")
@@ -228,7 +192,7 @@ class CompareWidget(QWidget):
             self.status.setText(f"No study to segment: {exc}")
             return None
         self._names = run_names(jobs)  # results arrive in job order
-        return self.runner.start("compare", _run_models, self._on_finished_runs, study,
+        return self.runner.start("compare", run_models, self._on_finished_runs, study,
                                  [(self.cards[m], b) for m, b in jobs], on_partial=self._on_result)
 
     def _on_result(self, result: engine.Result) -> None:
@@ -277,16 +241,7 @@ class CompareWidget(QWidget):
     def grid_problem(self, reference: str, names: list[str]) -> str | None:
         """Why these masks cannot be compared voxel by voxel (another grid), or None."""
         layers = self.viewer.layers
-        ref_geometry = lightseg_metadata(layers[reference].metadata).get("geometry")
-        for name in names:
-            if np.shape(layers[name].data) != np.shape(layers[reference].data):
-                return (f"{name}: shape {np.shape(layers[name].data)} differs from {reference}'s "
-                        f"{np.shape(layers[reference].data)}; not compared")
-            geometry = lightseg_metadata(layers[name].metadata).get("geometry")
-            if ref_geometry is not None and geometry is not None and not geometry.same_grid(ref_geometry):
-                return (f"{name}: on another grid than {reference} ({geometry.describe_difference(ref_geometry)}); "
-                        "not compared")
-        return None
+        return grid_mismatch(layers[reference], [layers[n] for n in names])
 
     def compare(self):
         """Metrics of the chosen masks against the reference, in a worker (HD95 takes a while); returns it."""
@@ -303,18 +258,14 @@ class CompareWidget(QWidget):
         spacing = tuple(geometry.spacing) if geometry is not None else tuple(float(s) for s in layers[reference].scale)
         masks = {n: np.asarray(layers[n].data) for n in names}
         extra = {n: {RUN_TIME: self.run_times[n]} for n in names if n in self.run_times}
-        return self.runner.start(f"metrics of {len(names)} mask(s) against {reference}", _compare,
+        return self.runner.start(f"metrics of {len(names)} mask(s) against {reference}", compare_masks,
                                  lambda out: self._on_compared(*out, reference=reference),
                                  reference, np.asarray(layers[reference].data), masks, spacing, extra)
 
     def _on_compared(self, rows: list[dict], counts: np.ndarray, reference: str) -> None:
         self.rows = rows
         self.table_title.setText(f"Against the reference: <b>{reference}</b> (Dice 1 = identical; HD95 in mm)")
-        self.table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, column in enumerate(TABLE_COLUMNS):
-                self.table.setItem(r, c, QTableWidgetItem(_cell(column, row.get(column))))
-        self.table.resizeColumnsToContents()
+        self.table.show_rows(rows)
         self.export_button.setEnabled(True)
         self._show_disagreement(counts, reference, len(rows) + 1)
         self.status.setText(f"{len(rows)} mask(s) compared with {reference}.")

@@ -6,6 +6,8 @@ The letters come from the study geometry through ``display.plane_markers`` (pure
 """
 from __future__ import annotations
 
+import weakref
+
 import napari
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
@@ -18,6 +20,7 @@ from .common import compact_combo
 MARKERS_LAYER = "orientation"
 MARKER_ROLE = "orientation"
 BOX_ROLES = ("boxes", "box-outlines")
+_INSTALLED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # viewers that have the letters
 
 
 def result_layers(viewer: napari.Viewer) -> list:
@@ -106,7 +109,8 @@ def _markers_on_top(viewer: napari.Viewer) -> None:
 
 def install_orientation_markers(viewer: napari.Viewer) -> None:
     """Keep the letters in step with the slice, the displayed axes and 2D/3D (once per viewer)."""
-    if getattr(viewer.layers, "_lightseg_markers", False):
+    real = getattr(viewer, "__wrapped__", viewer)  # plugins get a public-only proxy of the viewer
+    if _INSTALLED.get(id(real)) is real:
         update_orientation_markers(viewer)
         return
     refresh = lambda *_: update_orientation_markers(viewer)  # noqa: E731
@@ -114,7 +118,7 @@ def install_orientation_markers(viewer: napari.Viewer) -> None:
         event.connect(refresh)
     # never change the layer list inside its own event: place the letters on top once the insert is done
     viewer.layers.events.inserted.connect(lambda *_: QTimer.singleShot(0, lambda: _markers_on_top(viewer)))
-    viewer.layers._lightseg_markers = True  # type: ignore[attr-defined]  # the list lives and dies with its viewer
+    _INSTALLED[id(real)] = real
     update_orientation_markers(viewer)
 
 

@@ -36,7 +36,7 @@ def add_or_replace(viewer: napari.Viewer, data, kwargs: dict, layer_type: str):
     return layer
 
 
-def compact_combo(min_characters: int = 14) -> QComboBox:
+def compact_combo(min_characters: int = 10) -> QComboBox:
     """A combo box that does not widen the dock to its longest entry (layer and model names are long)."""
     combo = QComboBox()
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

@@ -87,7 +87,8 @@ def update_orientation_markers(viewer: napari.Viewer) -> None:
         points.visible = True
     else:
         previous = viewer.layers.selection.active  # adding selects the new layer: keep the user's selection
-        viewer.add_points(data, name=MARKERS_LAYER, size=0.1, face_color="transparent", border_width=0,
+        viewer.add_points(data, name=MARKERS_LAYER, size=0.1, face_color="transparent", border_color="transparent",
+                          border_width=0,
                           features={"letter": letters}, scale=layer.scale, translate=layer.translate,
                           units=layer.units, axis_labels=layer.axis_labels,
                           text={"string": "{letter}", "color": "yellow", "size": 16, "anchor": "center"},

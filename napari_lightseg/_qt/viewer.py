@@ -75,6 +75,9 @@ def save_screenshot(viewer, path: str | Path, canvas_only: bool = False) -> Path
     os.close(fd)
     try:
         viewer.screenshot(tmp, canvas_only=canvas_only, flash=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a screenshot is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -69,6 +69,7 @@ class TaskRunner(QObject):
             kwargs["deliver"] = self.delivered.emit
         worker = create_worker(function, *args, progress=self.progressed.emit, cancel=self.cancel_event.is_set,
                                _ignore_errors=True, **kwargs)  # errors go to the status line, not a traceback dialog
+        worker.returned.connect(lambda _: self.progress_bar.setValue(PROGRESS_STEPS))
         if on_result is not None:
             worker.returned.connect(on_result)
         worker.errored.connect(self._on_error)

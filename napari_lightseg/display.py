@@ -23,7 +23,7 @@ def class_features() -> dict[str, list]:
     """Labels ``features`` table: napari's status bar shows ``class: ET`` instead of ``3`` on hover."""
     return {"index": [0, *(c.value for c in CLASSES)],
             "class": ["background", *(c.name for c in CLASSES)],
-            "description": ["", *(c.long_name for c in CLASSES)]}
+            "description": ["no tumour", *(c.long_name for c in CLASSES)]}
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,7 @@ def test_3d_view_of_the_sample_shows_enhancing_tumour(make_napari_viewer, qtbot)
     widget = SegmentWidget(viewer)
     focus_result(viewer, "sample-glioma-0 ground truth")
     widget.view3d_button.setChecked(True)
-    assert viewer.dims.ndisplay == 3 and viewer.axes.visible
+    assert viewer.dims.ndisplay == 3 and viewer.axes.visible and "from the front" in viewer.text_overlay.text
     names = [l.name for l in viewer.layers]
     assert {"sample-glioma-0 ground truth 3D ET", "sample-glioma-0 ground truth 3D NCR"} <= set(names)
     assert widget.results.picker.currentText() == "sample-glioma-0 ground truth"

@@ -72,7 +72,8 @@ def update_orientation_markers(viewer: napari.Viewer) -> None:
     if geometry is None or viewer.dims.ndisplay != 2 or viewer.dims.ndim != 3 or viewer.canvas.grid.enabled:
         if MARKERS_LAYER in viewer.layers:
             viewer.layers[MARKERS_LAYER].visible = False
-        viewer.text_overlay.visible = False
+        if geometry is None:
+            viewer.text_overlay.visible = False  # in 3D the 3D view writes its own note; in a grid the convention holds
         return
     displayed = tuple(viewer.dims.displayed)
     markers = plane_markers(geometry.display_affine, displayed)

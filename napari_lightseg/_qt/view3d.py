@@ -14,16 +14,16 @@ from ..layers import METADATA_KEY, lightseg_metadata, sequence_layers
 from .results import focused_result, result_layers, update_orientation_markers
 
 SURFACE_ROLE = "surface-3d"
-CLASS_OPACITY = {"NCR": 1.0, "ET": 1.0, "ED": 0.3}  # see the core through the edema
+CLASS_OPACITY = {"NCR": 1.0, "ET": 1.0, "ED": 0.25}  # see the core through the edema
 BRAIN_OPACITY = 0.12
 # Standard views in display axes (0 inferior->superior, 1 anterior->posterior, 2 right->left):
-# (view direction, up direction). "anterior": looking at the face, the patient's right on the left.
+# (view direction, up direction) in napari's scene. "anterior": looking at the face, the patient's right
+# on the left (checked on the screenshot: the R->L axis points right, I->S up). Add views the same way.
 VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "anterior": ((0.0, -1.0, 0.0), (1.0, 0.0, 0.0)),
-    "superior": ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0)),
-    "left": ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0)),
 }
 DEFAULT_VIEW = "anterior"
+VIEW_NOTES = {"anterior": "3D seen from the front: patient's R on the screen's left, superior up"}
 
 
 def _remove_surfaces(viewer: napari.Viewer) -> None:
@@ -80,6 +80,8 @@ def show_3d(viewer: napari.Viewer, view: str = DEFAULT_VIEW, boxes: bool = False
     viewer.axes.colored = True
     viewer.reset_view()
     set_camera_view(viewer, view)
+    viewer.text_overlay.text = VIEW_NOTES[view]  # the cue in words, as the axes can leave the view when zooming
+    viewer.text_overlay.visible = True
     return added
 
 

@@ -66,7 +66,7 @@ def read_study(path: str | list[str]) -> list[LayerData]:
                 return [read_mask(single, data, img, sidecar["convention"] if sidecar else None)]
             if role_of(single) in (SEGMENTATION, None):
                 return [_plain_image(single, data, Geometry.from_image(img))]
-    return study_layers(load_study(discover(paths if len(paths) > 1 else paths[0])))
+    return study_layers(load_study(discover(list(paths) if len(paths) > 1 else paths[0])))
 
 
 def is_label_volume(path: Path, data: np.ndarray, img: nib.Nifti1Image) -> bool:

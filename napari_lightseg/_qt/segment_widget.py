@@ -258,13 +258,13 @@ class SegmentWidget(QWidget):
 def _parameter_spin(value: int | float) -> QSpinBox | QDoubleSpinBox:
     """Integers edit as integers; real parameters with the decimals they need."""
     if isinstance(value, int):
-        spin = QSpinBox()
-        spin.setRange(-1_000_000, 1_000_000)
-        spin.setValue(value)
-        return spin
-    spin = QDoubleSpinBox()
-    spin.setDecimals(3)
-    spin.setRange(-1e6, 1e6)
-    spin.setSingleStep(0.1)
-    spin.setValue(float(value))
-    return spin
+        integer = QSpinBox()
+        integer.setRange(-1_000_000, 1_000_000)
+        integer.setValue(value)
+        return integer
+    real = QDoubleSpinBox()
+    real.setDecimals(3)
+    real.setRange(-1e6, 1e6)
+    real.setSingleStep(0.1)
+    real.setValue(float(value))
+    return real

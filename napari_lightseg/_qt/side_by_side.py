@@ -17,7 +17,7 @@ def enter_side_by_side(viewer: napari.Viewer, image, masks: list[str]) -> SavedV
     """Switch the canvas to a grid of (image copy, mask) pairs; returns the view to restore later."""
     layers = viewer.layers
     saved = ([l.name for l in layers], {l.name: l.visible for l in layers})
-    title = SEQUENCE_TITLES.get(lightseg_metadata(image.metadata).get("sequence"), "image")
+    title = SEQUENCE_TITLES.get(str(lightseg_metadata(image.metadata).get("sequence")), "image")
     helper_of = {m: f"{m} | {title}" for m in masks}
     for name in helper_of.values():
         if name not in layers:

@@ -197,3 +197,17 @@ def test_3d_view_of_the_sample_shows_enhancing_tumour(make_napari_viewer, qtbot)
     widget.view3d_button.setChecked(False)
     assert viewer.dims.ndisplay == 2 and viewer.layers["sample-glioma-0 ground truth"].visible
     assert not any("3D ET" in l.name for l in viewer.layers)
+
+
+def test_pcnn_shows_training_free_and_integer_parameters(blob_viewer) -> None:
+    from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
+
+    widget = SegmentWidget(blob_viewer)
+    index = widget.model_combo.findData("pcnn-wt")
+    if index < 0:
+        pytest.skip("no pcnn-wt card shipped")
+    assert "training-free" in widget.model_combo.itemText(index) and "n/a" not in widget.model_combo.itemText(index)
+    widget.model_combo.setCurrentIndex(index)
+    iterations, z_max = widget.param_spins["max_iterations"], widget.param_spins["z_max"]
+    assert isinstance(iterations, QSpinBox) and iterations.value() == widget.card.parameters["max_iterations"]
+    assert isinstance(z_max, QDoubleSpinBox) and z_max.value() == pytest.approx(widget.card.parameters["z_max"])

@@ -58,11 +58,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.summary() for c in cards], indent=2))
         return 0
-    print(f"{'name':22s} {'kind':5s} {'precision':9s} {'MB':>6s} {'params':>9s}  validation Dice WT/TC/ET")
+    print(f"{'name':22s} {'kind':5s} {'precision':13s} {'MB':>6s} {'params':>9s}  validation Dice WT/TC/ET")
     for c in cards:
-        v = c.validation
-        dice = "/".join(f"{v.get(f'dice_{r}', float('nan')):.2f}" for r in ("WT", "TC", "ET"))
-        print(f"{c.name:22s} {c.kind:5s} {c.precision:9s} {c.file_mb:6.2f} {c.params or 0:9,d}  {dice}")
+        d = c.describe()
+        print(f"{d['name']:22s} {d['kind']:5s} {d['precision']:13s} {d['MB']:>6s} {d['params']:>9s}  {d['dice']}")
     return 0
 
 

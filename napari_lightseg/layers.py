@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from .display import class_features
 from .io import CLASS_COLORS, SEQUENCE_TITLES, SEQUENCES, Geometry, Study, StudyError, role_of
 
 METADATA_KEY = "lightseg"
 AXIS_LABELS = ("I→S", "A→P", "R→L")
 GROUND_TRUTH_SUFFIX = "ground truth"
+LABELS_OPACITY = 0.7  # one result at a time: strong enough to read the classes, the anatomy still shows
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -52,8 +54,14 @@ def labels_layer(labels: np.ndarray, geometry: Geometry, name: str, *, study: st
                  convention: str | None = None, extra: dict[str, Any] | None = None) -> LayerData:
     """A Labels layer of internal classes with the class colours and the study's grid."""
     meta = {"study": study, "role": "labels", "geometry": geometry, "convention": convention, **(extra or {})}
-    kwargs = dict(name=name, colormap=label_colormap(), opacity=0.6, metadata={METADATA_KEY: meta}, **spatial_kwargs(geometry))
+    kwargs = dict(name=name, colormap=label_colormap(), opacity=LABELS_OPACITY, features=class_features(),
+                  metadata={METADATA_KEY: meta}, **spatial_kwargs(geometry))
     return (np.asarray(labels, dtype=np.uint8), kwargs, "labels")
+
+
+def is_result_layer(layer) -> bool:
+    """A tumour mask the user looks at: a model result, the ground truth, a loaded or hand-drawn mask."""
+    return getattr(layer, "_type_string", "") == "labels"
 
 
 def study_layers(study: Study) -> list[LayerData]:
@@ -133,3 +141,17 @@ def study_from_layers(layers, chosen: dict[str, str]) -> Study:
     if geometry is None:
         raise StudyError("the chosen layers were not opened with napari-lightseg: no source grid (affine) known")
     return Study(name, images, geometry)
+
+
+def grid_mismatch(reference, masks: list) -> str | None:
+    """Why ``masks`` (layers) cannot be compared voxel by voxel with ``reference``: another shape or
+    another source grid (affine). None when they can: a mask from elsewhere must not score Dice 0."""
+    ref_shape, ref_geometry = np.shape(reference.data), lightseg_metadata(reference.metadata).get("geometry")
+    for mask in masks:
+        if np.shape(mask.data) != ref_shape:
+            return f"{mask.name}: shape {np.shape(mask.data)} differs from {reference.name}'s {ref_shape}; not compared"
+        geometry = lightseg_metadata(mask.metadata).get("geometry")
+        if ref_geometry is not None and geometry is not None and not geometry.same_grid(ref_geometry):
+            return (f"{mask.name}: on another grid than {reference.name} "
+                    f"({geometry.describe_difference(ref_geometry)}); not compared")
+    return None

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_lightseg._qt.compare_widget import DISAGREEMENT, RUN_TIME, CompareWidget
+from napari_lightseg._qt.compare_widget import DISAGREEMENT, RUN_TIME, TABLE_COLUMNS, CompareWidget
 from napari_lightseg._sample_data import sample_glioma
 from napari_lightseg._writer import save_labels
 from napari_lightseg.compare import COLUMNS, interleave_for_grid, run_names
@@ -49,7 +49,9 @@ def test_compare_csv_side_by_side_load(viewer, qtbot, tmp_path: Path) -> None:
     _compare(widget, qtbot)
     assert widget.table.rowCount() == 1
     assert widget.table.item(0, 0).text() == "shrunk"
-    dice_wt = float(widget.table.item(0, COLUMNS.index("dice_WT")).text())
+    dice_wt = float(widget.table.item(0, TABLE_COLUMNS.index("dice_WT")).text())
+    assert TRUTH in widget.table_title.text()  # the reference is named once, above the table
+    assert "reference" not in TABLE_COLUMNS and TABLE_COLUMNS[1] == "dice_WT"
     assert 0.5 < dice_wt < 1.0
     counts = viewer.layers[DISAGREEMENT].data
     assert set(np.unique(counts)) == {0, 1}
@@ -112,7 +114,7 @@ def test_model_run_through_worker(make_napari_viewer, qtbot, tmp_path: Path) -> 
     _compare(widget, qtbot)
     assert widget.rows[0]["segmentation"] == card.name
     assert widget.rows[0][RUN_TIME] == widget.run_times[card.name]
-    assert widget.table.item(0, len(COLUMNS)).text() != ""
+    assert widget.table.item(0, TABLE_COLUMNS.index(RUN_TIME)).text() != ""
 
 
 def test_run_names_and_grid_order() -> None:

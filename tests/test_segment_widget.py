@@ -44,7 +44,7 @@ def test_run_model_adds_labels(viewer_with_sample, qtbot, kind):
     # a re-run replaces the layer instead of adding another
     count = len(viewer_with_sample.layers)
     widget.run()
-    qtbot.waitUntil(lambda: widget.run_button.isEnabled() and len(widget.runs) >= 2, timeout=120_000)
+    qtbot.waitUntil(lambda: widget.run_button.isEnabled() and len(widget.runs) == 2, timeout=120_000)
     assert len(viewer_with_sample.layers) == count
 
 

@@ -62,3 +62,30 @@ def test_open_sample(make_napari_viewer) -> None:
     layers = viewer.open_sample("napari-lightseg", "glioma")
     _check_study_layers(layers, (155, 240, 240))
     assert all(layer.name.startswith("sample-glioma-0") for layer in layers)
+
+
+@pytest.mark.viewer
+def test_drop_a_mask_with_any_name_opens_it_as_labels_without_asking(make_napari_viewer, tmp_path: Path) -> None:
+    """napari's builtins also claim *.nii.gz: without the preference, opening with no plugin named (as a
+    drag-and-drop does) raises MultipleReaderError, which the GUI turns into its "Choose reader" dialog."""
+    from napari.errors import MultipleReaderError
+
+    from napari_lightseg._reader import PLUGIN_NAME, prefer_lightseg_reader
+
+    viewer = make_napari_viewer()  # fresh settings: no preference yet
+    data = np.zeros((10, 12, 8), np.int16)
+    data[3:6, 4:8, 2:5] = 4
+    path = tmp_path / "prediction_unet.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    with pytest.raises(MultipleReaderError):
+        viewer.open(str(path), plugin=None)
+    from napari.settings import get_settings
+
+    assert prefer_lightseg_reader() == ["*.nii", "*.nii.gz"]
+    try:
+        assert get_settings().plugins.extension2reader["*.nii.gz"] == PLUGIN_NAME
+        layers = viewer.open(str(path), plugin=None)
+    finally:
+        get_settings().plugins.extension2reader = {}  # leave the shared settings file as napari's fixture left it
+    assert [layer._type_string for layer in layers] == ["labels"]
+    assert set(np.unique(layers[0].data)) == {0, 3} and layers[0].features["class"][3] == "ET"

@@ -3,19 +3,15 @@ reference (Dice / HD95 / volumes, disagreement map, side-by-side grid). A thin v
 ``engine.run`` and ``compare``; the slow parts run in workers that never touch widgets."""
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import napari
 import numpy as np
 from napari.layers import Labels
-from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -25,58 +21,34 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from .. import engine
+from .._reader import prefer_lightseg_reader
 from ..backends import backend_choices
-from ..compare import COLUMNS, compare_labels, disagreement, interleave_for_grid, run_names, segmentation_name, write_csv
-from ..io import SEQUENCE_TITLES, StudyError, load_labels
-from ..layers import METADATA_KEY, labels_layer, lightseg_metadata, sequence_layers, spatial_kwargs, study_from_layers
+from ..compare import run_names, segmentation_name, write_csv
+from ..compare_jobs import compare_masks, run_models
+from ..io import StudyError, load_labels
+from ..layers import (
+    METADATA_KEY,
+    grid_mismatch,
+    labels_layer,
+    lightseg_metadata,
+    sequence_layers,
+    spatial_kwargs,
+    study_from_layers,
+)
 from ..models import ModelCard, list_cards
-from ..progress import Cancelled
-from .segment_widget import _add_or_replace
+from .common import add_or_replace, compact_combo, scrolling_body
+from .metrics_table import RUN_TIME, TABLE_COLUMNS, MetricsTable
+from .results import focus_result, install_orientation_markers
+from .side_by_side import HELPER_ROLE, enter_side_by_side, leave_side_by_side
+from .worker import TaskRunner
 
 DISAGREEMENT = "disagreement"
-RUN_TIME = "run_s"
-TABLE_COLUMNS = (*COLUMNS, RUN_TIME)
-HEADERS = (*COLUMNS, "run time (s)")
-HELPER_ROLE = "side_by_side"
-
-
-class _ProgressRelay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progressed = Signal(float, str)
-
-
-def _run_models(study, jobs: list[tuple[ModelCard, str]], progress: Callable[[float, str], None],
-                cancel: Callable[[], bool]) -> Iterator[engine.Result]:
-    """Run the models one after another (one worker, so they never compete for the CPU)."""
-    for i, (card, backend) in enumerate(jobs):
-        def step(fraction: float, message: str, i: int = i) -> None:
-            progress((i + fraction) / len(jobs), f"{i + 1}/{len(jobs)} {message}")
-
-        yield engine.run(study, card, backend or None, progress=step, cancel=cancel)
-
-
-def _compare(reference_name: str, reference: np.ndarray, masks: dict[str, np.ndarray], spacing: tuple[float, ...],
-             extra: dict[str, dict]) -> tuple[list[dict], np.ndarray]:
-    rows = compare_labels(reference, masks, spacing, reference_name, extra)
-    return rows, disagreement([reference, *masks.values()])
-
-
-def _cell(column: str, value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return f"{value:.3f}" if column.startswith("dice") else f"{value:.2f}"
-
-
+__all__ = ["DISAGREEMENT", "RUN_TIME", "TABLE_COLUMNS", "CompareWidget"]
+# metrics first; the reference is named once, above the table
 class CompareWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
@@ -84,76 +56,66 @@ class CompareWidget(QWidget):
         self.cards: dict[str, ModelCard] = {c.name: c for c in list_cards()}
         self.run_times: dict[str, float] = {}  # layer name -> total run time of a model run from this widget
         self.rows: list[dict] = []
-        self._cancel = threading.Event()
-        self._worker = None
+        self._names: list[str] = []
         self._saved_view: tuple[list[str], dict[str, bool]] | None = None
-        self._relay = _ProgressRelay()
-        self._relay.progressed.connect(self._on_progress)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)
         runs = QGroupBox("Models to run on the open study")
-        runs_layout = QVBoxLayout(runs)
-        pick = QFormLayout()
-        self.model_combo = QComboBox()
+        runs_layout = QFormLayout(runs)
+        self.model_combo = compact_combo()
         self.model_combo.addItems(list(self.cards))
-        self.backend_combo = QComboBox()
-        pick.addRow("Model", self.model_combo)
-        pick.addRow("Backend", self.backend_combo)
-        runs_layout.addLayout(pick)
-        row = QHBoxLayout()
+        self.backend_combo = compact_combo()
+        runs_layout.addRow("Model", self.model_combo)
+        runs_layout.addRow("Backend", self.backend_combo)
         self.add_button, self.remove_button = QPushButton("Add"), QPushButton("Remove")
-        row.addWidget(self.add_button)
-        row.addWidget(self.remove_button)
-        runs_layout.addLayout(row)
         self.job_list = QListWidget()
-        self.job_list.setMaximumHeight(90)
-        runs_layout.addWidget(self.job_list)
-        row = QHBoxLayout()
+        self.job_list.setMaximumHeight(80)
+        self.job_list.setToolTip("Jobs still to run: each leaves the list when its result is in")
         self.run_button, self.cancel_button = QPushButton("Run all"), QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         self.load_button = QPushButton("Load masks…")
         self.load_button.setToolTip("Open segmentation files (BraTS 1/2/4 or 1/2/3) on the study's grid")
-        for b in (self.run_button, self.cancel_button, self.load_button):
-            row.addWidget(b)
-        runs_layout.addLayout(row)
+        runs_layout.addRow(_row(self.add_button, self.remove_button))
+        runs_layout.addRow(self.job_list)
+        runs_layout.addRow(_row(self.run_button, self.cancel_button))
+        runs_layout.addRow(self.load_button)
         self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        runs_layout.addWidget(self.progress)
+        runs_layout.addRow(self.progress)
         layout.addWidget(runs)
 
         cmp_box = QGroupBox("Compare")
-        cmp_layout = QVBoxLayout(cmp_box)
-        form = QFormLayout()
-        self.reference_combo = QComboBox()
-        form.addRow("Reference", self.reference_combo)
-        cmp_layout.addLayout(form)
-        cmp_layout.addWidget(QLabel("Masks to compare (click to toggle):"))
+        cmp_layout = QFormLayout(cmp_box)
+        self.reference_combo = compact_combo()
+        cmp_layout.addRow("Reference", self.reference_combo)
+        cmp_layout.addRow(QLabel("Masks to compare (click to toggle):"))
         self.mask_list = QListWidget()
         self.mask_list.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
-        self.mask_list.setMaximumHeight(110)
-        cmp_layout.addWidget(self.mask_list)
-        row = QHBoxLayout()
+        self.mask_list.setMaximumHeight(100)
+        cmp_layout.addRow(self.mask_list)
         self.compare_button = QPushButton("Compare")
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
         self.side_by_side = QCheckBox("Side by side")
         self.side_by_side.setToolTip("Grid view: the reference and each compared mask over its own FLAIR copy")
-        for w in (self.compare_button, self.export_button, self.side_by_side):
-            row.addWidget(w)
-        cmp_layout.addLayout(row)
-        self.table = QTableWidget(0, len(TABLE_COLUMNS))
-        self.table.setHorizontalHeaderLabels(HEADERS)
-        cmp_layout.addWidget(self.table)
+        cmp_layout.addRow(_row(self.compare_button, self.export_button))
+        cmp_layout.addRow(self.side_by_side)
+        self.table_title = QLabel("")
+        self.table_title.setWordWrap(True)
+        cmp_layout.addRow(self.table_title)
+        self.table = MetricsTable()
+        cmp_layout.addRow(self.table)
         layout.addWidget(cmp_box)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        layout.addStretch(1)
 
+        self.runner = TaskRunner(self.status, self.progress, (
+            self.run_button, self.add_button, self.remove_button, self.model_combo, self.backend_combo,
+            self.job_list, self.load_button, self.compare_button), self.cancel_button, parent=self)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.add_button.clicked.connect(lambda: self.add_job(self.model_combo.currentText(), self.backend_combo.currentText()))
         self.remove_button.clicked.connect(self._remove_jobs)
         self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self._cancel.set)
         self.load_button.clicked.connect(lambda: self.load_masks())
         self.compare_button.clicked.connect(self.compare)
         self.export_button.clicked.connect(lambda: self.export_csv())
@@ -162,6 +124,8 @@ class CompareWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_masks)
         self._on_model_changed()
         self._refresh_masks()
+        install_orientation_markers(self.viewer)
+        prefer_lightseg_reader()  # from now on napari opens NIfTI with this plugin, no "Choose reader" dialog
 
     # ----------------------------------------------------------------- layers
     def _mask_layers(self) -> list[str]:
@@ -215,12 +179,6 @@ class CompareWidget(QWidget):
     def jobs(self) -> list[tuple[str, str]]:
         return [self.job_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.job_list.count())]
 
-    def _set_running(self, running: bool) -> None:
-        for w in (self.run_button, self.add_button, self.remove_button, self.model_combo, self.backend_combo,
-                  self.job_list, self.load_button, self.compare_button):
-            w.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
-
     def run(self):
         """Run every listed (model, backend) in one worker; returns the worker (tests wait on it)."""
         jobs = self.jobs()
@@ -233,33 +191,23 @@ class CompareWidget(QWidget):
         except (StudyError, ValueError) as exc:
             self.status.setText(f"No study to segment: {exc}")
             return None
-        self._names = iter(run_names(jobs))  # results arrive in job order
-        self._cancel.clear()
-        self._set_running(True)
-        self.progress.setValue(0)
-        relay = self._relay
-        worker = create_worker(_run_models, study, [(self.cards[m], b) for m, b in jobs],
-                               lambda f, m: relay.progressed.emit(f, m), self._cancel.is_set,
-                               _progress={"desc": "lightseg compare"})
-        worker.yielded.connect(self._on_result)
-        worker.errored.connect(lambda exc: self.status.setText("Cancelled." if isinstance(exc, Cancelled) else f"Error: {exc}"))
-        worker.finished.connect(lambda: self._set_running(False))
-        worker.start()
-        self._worker = worker
-        return worker
-
-    def _on_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
-        self.status.setText(message)
+        self._names = run_names(jobs)  # results arrive in job order
+        return self.runner.start("compare", run_models, self._on_finished_runs, study,
+                                 [(self.cards[m], b) for m, b in jobs], on_partial=self._on_result)
 
     def _on_result(self, result: engine.Result) -> None:
-        name = next(self._names)
+        name = self._names.pop(0)
+        self.job_list.takeItem(0)  # done: a later "Run all" does not run it again
         data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=result.study_name,
                                        convention=result.study_convention,
                                        extra={"model": result.model, "backend": f"{result.backend}:{result.provider}"})
         self.run_times[name] = round(result.timings_s["total"], 3)
-        _add_or_replace(self.viewer, data, kwargs, "labels")
+        add_or_replace(self.viewer, data, kwargs, "labels")
+        focus_result(self.viewer, name)
         self.status.setText(result.summary_line())
+
+    def _on_finished_runs(self, count: int) -> None:
+        self.status.setText(f"{count} model run(s) done: pick them in the list below and Compare.")
 
     # ----------------------------------------------------------------- masks from files
     def load_masks(self, paths: list[str] | None = None) -> list[str]:
@@ -284,44 +232,43 @@ class CompareWidget(QWidget):
             name = segmentation_name(path)
             data, kwargs, _ = labels_layer(classes, geometry, name, study=study, convention=convention, extra={"source": str(path)})
             self.run_times.pop(name, None)
-            _add_or_replace(self.viewer, data, kwargs, "labels")
+            add_or_replace(self.viewer, data, kwargs, "labels")
             added.append(name)
         self.status.setText("; ".join(errors) if errors else f"Loaded {len(added)} mask(s).")
         return added
 
     # ----------------------------------------------------------------- comparison
+    def grid_problem(self, reference: str, names: list[str]) -> str | None:
+        """Why these masks cannot be compared voxel by voxel (another grid), or None."""
+        layers = self.viewer.layers
+        return grid_mismatch(layers[reference], [layers[n] for n in names])
+
     def compare(self):
         """Metrics of the chosen masks against the reference, in a worker (HD95 takes a while); returns it."""
         reference, names = self.reference_combo.currentText(), self.compared()
         if not reference or not names:
             self.status.setText("Choose a reference and at least one other mask.")
             return None
+        problem = self.grid_problem(reference, names)
+        if problem:
+            self.status.setText(problem)
+            return None
         layers = self.viewer.layers
         geometry = lightseg_metadata(layers[reference].metadata).get("geometry")
         spacing = tuple(geometry.spacing) if geometry is not None else tuple(float(s) for s in layers[reference].scale)
         masks = {n: np.asarray(layers[n].data) for n in names}
         extra = {n: {RUN_TIME: self.run_times[n]} for n in names if n in self.run_times}
-        self.compare_button.setEnabled(False)
-        self.status.setText(f"Comparing {len(names)} mask(s) with {reference}…")
-        worker = create_worker(_compare, reference, np.asarray(layers[reference].data), masks, spacing, extra,
-                               _progress={"desc": "lightseg metrics"})
-        worker.returned.connect(lambda out: self._on_compared(*out, reference=reference))
-        worker.errored.connect(lambda exc: self.status.setText(f"Error: {exc}"))
-        worker.finished.connect(lambda: self.compare_button.setEnabled(True))
-        worker.start()
-        return worker
+        return self.runner.start(f"metrics of {len(names)} mask(s) against {reference}", compare_masks,
+                                 lambda out: self._on_compared(*out, reference=reference),
+                                 reference, np.asarray(layers[reference].data), masks, spacing, extra)
 
     def _on_compared(self, rows: list[dict], counts: np.ndarray, reference: str) -> None:
         self.rows = rows
-        self.table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, column in enumerate(TABLE_COLUMNS):
-                self.table.setItem(r, c, QTableWidgetItem(_cell(column, row.get(column))))
-        self.table.resizeColumnsToContents()
+        self.table_title.setText(f"Against the reference: <b>{reference}</b> (Dice 1 = identical; HD95 in mm)")
+        self.table.show_rows(rows)
         self.export_button.setEnabled(True)
         self._show_disagreement(counts, reference, len(rows) + 1)
         self.status.setText(f"{len(rows)} mask(s) compared with {reference}.")
-
     def _show_disagreement(self, counts: np.ndarray, reference: str, n_masks: int) -> None:
         """Voxel counts of masks that differ from the majority: black (agree) to bright, added over the image."""
         layer = self.viewer.layers[reference]
@@ -329,7 +276,7 @@ class CompareWidget(QWidget):
         spatial = spatial_kwargs(geometry) if geometry is not None else {"scale": layer.scale}
         kwargs = dict(name=DISAGREEMENT, colormap="inferno", blending="additive", contrast_limits=(0, max(n_masks - 1, 1)),
                       metadata={METADATA_KEY: {"role": DISAGREEMENT, "geometry": geometry}}, **spatial)
-        _add_or_replace(self.viewer, counts, kwargs, "image")
+        add_or_replace(self.viewer, counts, kwargs, "image")
 
     def export_csv(self, path: str | None = None) -> Path | None:
         if not self.rows:
@@ -350,19 +297,9 @@ class CompareWidget(QWidget):
     # ----------------------------------------------------------------- side by side
     def set_side_by_side(self, on: bool) -> None:
         """Grid mode: each mask (reference first) over its own copy of the FLAIR; off restores the view."""
-        grid = self.viewer.canvas.grid
-        layers = self.viewer.layers
         if not on:
-            grid.enabled = False
-            for helper in [l for l in layers if lightseg_metadata(l.metadata).get("role") == HELPER_ROLE]:
-                layers.remove(helper)
-            if self._saved_view is not None:
-                order, visible = self._saved_view
-                for i, name in enumerate(n for n in order if n in layers):
-                    layers.move(layers.index(name), i)
-                for layer in layers:
-                    layer.visible = visible.get(layer.name, layer.visible)
-                self._saved_view = None
+            leave_side_by_side(self.viewer, self._saved_view)
+            self._saved_view = None
             return
         image = self._image_layer()
         masks = [n for n in [self.reference_combo.currentText(), *self.compared()] if n]
@@ -370,19 +307,15 @@ class CompareWidget(QWidget):
             self.status.setText("Side by side needs a study image and at least one mask.")
             self.side_by_side.setChecked(False)
             return
-        if self._saved_view is None:
-            self._saved_view = ([l.name for l in layers], {l.name: l.visible for l in layers})
-        title = SEQUENCE_TITLES.get(lightseg_metadata(image.metadata).get("sequence"), "image")
-        helper_of = {m: f"{m} | {title}" for m in masks}
-        for name in helper_of.values():
-            if name not in layers:
-                self.viewer.add_image(image.data, name=name, colormap=image.colormap, contrast_limits=image.contrast_limits,
-                                      scale=image.scale, units=image.units, axis_labels=image.axis_labels,
-                                      metadata={METADATA_KEY: {"role": HELPER_ROLE}})
-        order = interleave_for_grid(masks, helper_of)
-        for i, name in enumerate(order):
-            layers.move(layers.index(name), i)
-        for layer in layers:
-            layer.visible = layer.name in order
-        grid.stride = 2
-        grid.enabled = True
+        saved = enter_side_by_side(self.viewer, image, masks)
+        self._saved_view = self._saved_view or saved
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    """A compact row of buttons for a form."""
+    holder = QWidget()
+    row = QHBoxLayout(holder)
+    row.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        row.addWidget(widget)
+    return holder

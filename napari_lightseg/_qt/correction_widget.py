@@ -6,14 +6,13 @@ its window closes (``LIGHTSEG_NO_CLOSE_PROMPT=1`` turns the question off, e.g. i
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import napari
 import numpy as np
 from napari.layers import Labels
-from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -27,7 +26,6 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -36,6 +34,10 @@ from .._writer import save_labels
 from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, StudyError
 from ..layers import METADATA_KEY, labels_layer, lightseg_metadata
 from ..metrics import class_volumes_ml
+from .close_guard import _CloseGuard, close_prompt_enabled, install_close_guard, is_edited, unsaved_layers
+from .common import scrolling_body
+
+__all__ = ["CorrectionWidget", "_CloseGuard", "close_prompt_enabled", "is_edited", "unsaved_layers"]
 
 EDITED_SUFFIX = " (edited)"
 VOLUME_KEYS = ("NCR", "ED", "ET", "WT", "TC")
@@ -45,61 +47,9 @@ SHORTCUTS_HELP = ("On the edited layer, keys 1/2/3 choose NCR/ED/ET (paint mode)
                   "strokes and the operations below.")
 
 
-def close_prompt_enabled() -> bool:
-    return os.environ.get("LIGHTSEG_NO_CLOSE_PROMPT", "") != "1"
-
-
-def is_edited(layer) -> bool:
-    return isinstance(layer, Labels) and bool(lightseg_metadata(layer.metadata).get("edited"))
-
-
-def unsaved_layers(layers) -> list[str]:
-    """Names of edited masks with changes since their last save."""
-    return [l.name for l in layers if is_edited(l) and lightseg_metadata(l.metadata).get("unsaved")]
-
-
 def _set_meta(layer, **values) -> None:
     """Update the plugin's metadata of a layer in place (``lightseg_metadata`` returns a copy)."""
     layer.metadata.setdefault(METADATA_KEY, {}).update(values)
-
-
-class _CloseGuard(QObject):
-    """Asks before napari's main window closes while an edited mask is unsaved.
-
-    napari 0.9 has no plugin hook to veto closing (its closeEvent only asks about running tasks, and
-    only for window-manager closes), so this event filter sits on the main window. A programmatic
-    ``viewer.close()`` closes the QtViewer first and tears the window down regardless: then it stays quiet.
-    """
-
-    def __init__(self, viewer: napari.Viewer):
-        window = viewer.window._qt_window
-        super().__init__(window)
-        self.viewer = viewer
-        self._tearing_down = False
-        window.installEventFilter(self)
-        viewer.window._qt_viewer.installEventFilter(self)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() != QEvent.Type.Close:
-            return False
-        if obj is not self.parent():
-            self._tearing_down = True  # the QtViewer closes: viewer.close() is under way
-            return False
-        names = unsaved_layers(self.viewer.layers) if close_prompt_enabled() and not self._tearing_down else []
-        if names and QMessageBox.question(
-                self.parent(), "Unsaved mask edits",
-                f"Edits not saved: {', '.join(names)}.\nClose napari anyway?") != QMessageBox.StandardButton.Yes:
-            event.ignore()
-            return True
-        return False
-
-
-def install_close_guard(viewer: napari.Viewer) -> None:
-    """One guard per napari window, however many correction widgets are opened."""
-    viewer = getattr(viewer, "__wrapped__", viewer)  # plugins get a public-only proxy; Qt needs the real window
-    window = viewer.window._qt_window
-    if window.findChild(_CloseGuard) is None:
-        _CloseGuard(viewer)
 
 
 class CorrectionWidget(QWidget):
@@ -114,7 +64,7 @@ class CorrectionWidget(QWidget):
         self._volume_timer.timeout.connect(self.refresh_volumes)
         self.setToolTip(SHORTCUTS_HELP)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)  # stacked docks scroll instead of clipping the operation buttons
         top = QHBoxLayout()
         self.edit_button = QPushButton("Edit a copy")
         self.edit_button.setToolTip("Copy the selected labels layer to '<name> (edited)' and paint on the copy")

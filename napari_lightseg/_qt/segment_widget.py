@@ -1,79 +1,70 @@
 """Dock widget: pick sequences, model and backend; run in a worker with progress and Cancel;
-show the labels, the boxes and a timing table; switch to 3D."""
+show the result in focus with its legend, the boxes on demand, a timing table; switch to 3D."""
 from __future__ import annotations
 
-import threading
+from dataclasses import replace
 
 import napari
 import numpy as np
-from napari.qt.threading import create_worker
-from napari.utils import progress
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
+    QAbstractItemView,
     QApplication,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
-    QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from .. import engine
+from .._reader import prefer_lightseg_reader
 from ..backends import backend_choices
 from ..backends.registry import default_threads
+from ..display import tumour_center_slice
 from ..io import SEQUENCE_TITLES, SEQUENCES
 from ..layers import boxes_layers, labels_layer, sequence_layers, study_from_layers
 from ..models import list_cards
-from ..progress import Cancelled
-from .view3d import show_3d
+from .common import add_or_replace, compact_combo, scrolling_body
+from .results import ResultPanel, focus_result, install_orientation_markers
+from .view3d import show_2d, show_3d
+from .worker import TaskRunner
 
 RUN_COLUMNS = ("model", "backend", "provider", "total_s", "inference_s", "ms_per_slice", "NCR_ml", "ED_ml", "ET_ml", "WT_ml")
+# what fits a dock: the rest is in each row's tooltip and in the CSV
+TABLE_COLUMNS = (("model", "model"), ("total_s", "total s"), ("ms_per_slice", "ms/slice"), ("WT_ml", "WT mL"))
 
-
-class _ProgressRelay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progressed = Signal(float, str)
+_add_or_replace = add_or_replace  # the old private name, kept for callers in other branches
 
 
 class SegmentWidget(QWidget):
-    runs: list[dict] = []  # runs since napari started, shared by all widget instances
-
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.cards = {c.name: c for c in list_cards()}
-        self._cancel = threading.Event()
-        self._worker = None
-        self._activity = None
-        self._relay = _ProgressRelay()
-        self._relay.progressed.connect(self._on_progress)
+        self.runs: list[dict] = []  # this widget's runs (per instance: two docks keep their own tables)
+        layout = scrolling_body(self)
 
-        layout = QVBoxLayout(self)
         seq_box = QGroupBox("Sequences")
         seq_form = QFormLayout(seq_box)
         self.sequence_combos: dict[str, QComboBox] = {}
         for seq in SEQUENCES:
-            combo = QComboBox()
-            self.sequence_combos[seq] = combo
-            seq_form.addRow(SEQUENCE_TITLES[seq], combo)
+            self.sequence_combos[seq] = compact_combo()
+            seq_form.addRow(SEQUENCE_TITLES[seq], self.sequence_combos[seq])
         layout.addWidget(seq_box)
 
         model_form = QFormLayout()
-        self.model_combo = QComboBox()
+        self.model_combo = compact_combo()
         for card in self.cards.values():
-            dice = card.validation.get("dice_WT")
-            label = f"{card.name}  ({card.precision}, {card.file_mb:.2f} MB" + (f", val Dice WT {dice:.2f})" if dice is not None else ")")
-            self.model_combo.addItem(label, card.name)
-        self.backend_combo = QComboBox()
+            self.model_combo.addItem(card.short_label(), card.name)
+        self.backend_combo = compact_combo()
         self.threads = QSpinBox()
         self.threads.setRange(1, 256)
         self.threads.setValue(default_threads())
@@ -84,60 +75,74 @@ class SegmentWidget(QWidget):
 
         self.param_box = QGroupBox("PCNN parameters")
         self.param_form = QFormLayout(self.param_box)
-        self.param_spins: dict[str, QDoubleSpinBox] = {}
+        self.param_spins: dict[str, QSpinBox | QDoubleSpinBox] = {}
         layout.addWidget(self.param_box)
 
-        buttons = QHBoxLayout()
-        self.run_button = QPushButton("Run")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
+        buttons = QGridLayout()  # two rows of two: fits a narrow dock
+        self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
+        self.detect_button = QPushButton("Detect")
+        self.detect_button.setToolTip("Training-free tumour box (PCNN): selective search + PCNN signatures on FLAIR/T2")
         self.view3d_button = QPushButton("3D view")
-        self.detect_button = QPushButton("Detect (PCNN)")
-        self.detect_button.setToolTip("Training-free tumour box: selective search + PCNN signatures on FLAIR/T2")
-        for b in (self.run_button, self.detect_button, self.cancel_button, self.view3d_button):
-            buttons.addWidget(b)
+        self.view3d_button.setCheckable(True)
+        self.view3d_button.setToolTip("Classes of the shown result as surfaces: ET and NCR inside a translucent edema")
+        for i, b in enumerate((self.run_button, self.cancel_button, self.detect_button, self.view3d_button)):
+            buttons.addWidget(b, i // 2, i % 2)
         layout.addLayout(buttons)
         self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
 
-        self.table = QTableWidget(0, len(RUN_COLUMNS))
-        self.table.setHorizontalHeaderLabels(RUN_COLUMNS)
+        self.results = ResultPanel(self.viewer)
+        layout.addWidget(self.results)
+
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels([title for _, title in TABLE_COLUMNS])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(True)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setToolTip("Runs of this session; hover a row for every timing and volume, or copy them as CSV")
+        self.table.setMinimumHeight(90)
         layout.addWidget(self.table)
         self.copy_button = QPushButton("Copy runs as CSV")
         layout.addWidget(self.copy_button)
+        layout.addStretch(1)
 
+        self.runner = TaskRunner(self.status, self.progress, (
+            self.run_button, self.detect_button, self.model_combo, self.backend_combo, self.threads, self.param_box,
+            *self.sequence_combos.values()), self.cancel_button, parent=self)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.run_button.clicked.connect(self.run)
         self.detect_button.clicked.connect(self.detect)
-        self.cancel_button.clicked.connect(self._cancel.set)
-        self.view3d_button.clicked.connect(lambda: show_3d(self.viewer))
+        self.view3d_button.toggled.connect(self.set_3d)
         self.copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.runs_csv()))
         self.viewer.layers.events.inserted.connect(self._refresh_sequences)
         self.viewer.layers.events.removed.connect(self._refresh_sequences)
         self._refresh_sequences()
         self._on_model_changed()
         self._refresh_table()
+        install_orientation_markers(self.viewer)
+        prefer_lightseg_reader()  # from now on napari opens NIfTI with this plugin, no "Choose reader" dialog
 
     # ----------------------------------------------------------------- state
     @property
     def card(self):
         return self.cards.get(self.model_combo.currentData())
 
+    @property
+    def cancel_requested(self) -> bool:
+        return self.runner.cancel_event.is_set()
+
     def _refresh_sequences(self, *_):
         found = sequence_layers(self.viewer.layers)
-        names = [l.name for l in self.viewer.layers if l._type_string == "image"]
+        names = [l.name for l in self.viewer.layers if l._type_string == "image" and np.ndim(l.data) == 3]
         for seq, combo in self.sequence_combos.items():
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
-            combo.addItem("")
-            combo.addItems(names)
-            preferred = current if current in names else (found[seq][-1] if found[seq] else "")
-            combo.setCurrentText(preferred)
+            combo.addItems(["", *names])
+            combo.setCurrentText(current if current in names else (found[seq][-1] if found[seq] else ""))
             combo.blockSignals(False)
 
     def _on_model_changed(self, *_):
@@ -151,18 +156,10 @@ class SegmentWidget(QWidget):
         self.param_spins = {}
         numeric = {k: v for k, v in card.parameters.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for key, value in numeric.items():
-            spin = QDoubleSpinBox()
-            spin.setDecimals(4)
-            spin.setRange(-1e6, 1e6)
-            spin.setValue(float(value))
+            spin = _parameter_spin(value)
             self.param_spins[key] = spin
             self.param_form.addRow(key, spin)
         self.param_box.setVisible(bool(numeric))
-
-    def _set_running(self, running: bool):
-        for w in (self.run_button, self.detect_button, self.model_combo, self.backend_combo, self.threads, self.param_box, *self.sequence_combos.values()):
-            w.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
 
     # ----------------------------------------------------------------- run
     def run(self):
@@ -175,9 +172,9 @@ class SegmentWidget(QWidget):
         if study is None:
             return None
         if self.param_spins:
-            card = _with_parameters(card, {k: s.value() for k, s in self.param_spins.items()})
-        return self._start(card.name, engine.run, self._on_result, study, card, self.backend_combo.currentText() or None,
-                           threads=self.threads.value())
+            card = replace(card, parameters={**card.parameters, **{k: s.value() for k, s in self.param_spins.items()}})
+        return self.runner.start(card.name, engine.run, self._on_result, study, card,
+                                 self.backend_combo.currentText() or None, threads=self.threads.value())
 
     def detect(self):
         """PCNN signature detection in a worker; returns the worker."""
@@ -186,7 +183,7 @@ class SegmentWidget(QWidget):
         study = self._study(("flair", "t2"))
         if study is None:
             return None
-        return self._start("PCNN detection", pcnn.detect, lambda d: self._on_detection(d, study.geometry), study)
+        return self.runner.start("PCNN detection", pcnn.detect, lambda d: self._on_detection(d, study.geometry), study)
 
     def _study(self, sequences):
         chosen = {seq: combo.currentText() for seq, combo in self.sequence_combos.items()}
@@ -196,63 +193,35 @@ class SegmentWidget(QWidget):
             self.status.setText(str(exc))
             return None
 
-    def _start(self, title: str, function, on_result, *args, **kwargs):
-        """Run ``function(*args, progress=..., cancel=..., **kwargs)`` in a worker thread."""
-        self._cancel.clear()
-        self._set_running(True)
-        self.progress.setValue(0)
-        self.status.setText(f"Running {title}…")
-        relay = self._relay
-        worker = create_worker(function, *args, progress=lambda f, m: relay.progressed.emit(f, m),
-                               cancel=self._cancel.is_set, _ignore_errors=True, **kwargs)  # errors: the status line
-        worker.returned.connect(on_result)
-        worker.errored.connect(self._on_error)
-        self._activity = progress(total=1000, desc=f"lightseg {title}")  # napari's activity dock
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
-        return worker
-
     def _on_detection(self, detection, geometry):
         rectangles = [np.array([(b.z, b.y0, b.x0), (b.z, b.y0, b.x1 + 1), (b.z, b.y1 + 1, b.x1 + 1), (b.z, b.y1 + 1, b.x0)], float)
                       for b in detection.slice_boxes]
         for data, kwargs, kind in boxes_layers([detection.box3d], geometry, "PCNN detection", color="magenta",
                                                slice_rectangles=rectangles):
-            kwargs["visible"] = kwargs.get("visible", True) != (self.viewer.dims.ndisplay == 3)
-            _add_or_replace(self.viewer, data, kwargs, kind)
+            kwargs["visible"] = kwargs.get("visible", True) != (self.viewer.dims.ndisplay == 3)  # asked for: shown
+            add_or_replace(self.viewer, data, kwargs, kind)
         (z0, y0, x0), (z1, y1, x1) = detection.box3d
         self.viewer.dims.set_current_step(0, (z0 + z1) // 2)
         self.status.setText(f"PCNN detection: box z {z0}-{z1}, y {y0}-{y1}, x {x0}-{x1} (display voxels), "
                             f"{len(detection.slice_boxes)} slice boxes")
 
-    def _on_progress(self, fraction: float, message: str):
-        self.progress.setValue(int(fraction * 1000))
-        self.status.setText(message)
-        if self._activity is not None:
-            self._activity.n = int(fraction * 1000)
-            self._activity.set_description(f"lightseg: {message}")
-
-    def _on_finished(self):
-        self._set_running(False)
-        if self._activity is not None:
-            self._activity.close()
-            self._activity = None
-
-    def _on_error(self, exc: Exception):
-        self.status.setText("Cancelled." if isinstance(exc, Cancelled) else f"Error: {exc}")
-
     def _on_result(self, result: engine.Result):
         name = f"{result.model}"
         data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=result.study_name,
                                        convention=result.study_convention, extra={"model": result.model})
-        _add_or_replace(self.viewer, data, kwargs, "labels")
-        if result.detections:
-            for bdata, bkwargs, kind in boxes_layers([d.box for d in result.detections], result.geometry, f"{name} boxes"):
-                bkwargs["visible"] = bkwargs.get("visible", True) != (self.viewer.dims.ndisplay == 3)
-                _add_or_replace(self.viewer, bdata, bkwargs, kind)
-            self.viewer.dims.set_current_step(0, int(round(result.detections[0].centroid[0])))  # largest lesion
-        t = result.timings_s
-        v = result.volumes_ml
+        add_or_replace(self.viewer, data, kwargs, "labels")
+        for bdata, bkwargs, kind in boxes_layers([d.box for d in result.detections], result.geometry, f"{name} boxes") \
+                if result.detections else []:
+            bkwargs["visible"] = False  # off by default: the picker's "Boxes in 2D" shows them
+            add_or_replace(self.viewer, bdata, bkwargs, kind)
+        focus_result(self.viewer, name, boxes_2d=self.results.boxes.isChecked())
+        center = int(round(result.detections[0].centroid[0])) if result.detections else tumour_center_slice(result.labels)
+        if center is not None:
+            self.viewer.dims.set_current_step(0, center)  # the largest lesion's centre
+        self.results.refresh()
+        if self.viewer.dims.ndisplay == 3:
+            show_3d(self.viewer, boxes=self.results.boxes.isChecked())
+        t, v = result.timings_s, result.volumes_ml
         self.runs.append({"model": result.model, "backend": result.backend, "provider": result.provider,
                           "total_s": round(t["total"], 3), "inference_s": round(t["inference"], 3),
                           "ms_per_slice": round(result.ms_per_slice, 2), "NCR_ml": round(v["NCR"], 2),
@@ -261,26 +230,41 @@ class SegmentWidget(QWidget):
         notes = ("  " + "; ".join(result.notes)) if result.notes else ""
         self.status.setText(result.summary_line() + notes)
 
+    def set_3d(self, on: bool) -> None:
+        """The 3D view of the shown result, or back to slices."""
+        if on:
+            show_3d(self.viewer, boxes=self.results.boxes.isChecked())
+        else:
+            show_2d(self.viewer)
+        self.results.refresh()
+        self.view3d_button.setText("2D view" if on else "3D view")
+
+    # ----------------------------------------------------------------- timings
     def _refresh_table(self):
         self.table.setRowCount(len(self.runs))
         for r, row in enumerate(self.runs):
-            for c, key in enumerate(RUN_COLUMNS):
-                self.table.setItem(r, c, QTableWidgetItem(str(row[key])))
+            tip = "\n".join(f"{key}: {row[key]}" for key in RUN_COLUMNS)
+            for c, (key, _) in enumerate(TABLE_COLUMNS):
+                item = QTableWidgetItem(str(row[key]))
+                item.setToolTip(tip)
+                self.table.setItem(r, c, item)
+        self.table.resizeRowsToContents()
 
     def runs_csv(self) -> str:
         lines = [",".join(RUN_COLUMNS)] + [",".join(str(row[k]) for k in RUN_COLUMNS) for row in self.runs]
         return "\n".join(lines) + "\n"
 
 
-def _with_parameters(card, parameters: dict):
-    from dataclasses import replace
-
-    return replace(card, parameters={**card.parameters, **parameters})
-
-
-def _add_or_replace(viewer: napari.Viewer, data, kwargs: dict, layer_type: str):
-    """Stable names: a re-run replaces the layer of the same name."""
-    name = kwargs["name"]
-    if name in viewer.layers:
-        viewer.layers.remove(name)
-    return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+def _parameter_spin(value: int | float) -> QSpinBox | QDoubleSpinBox:
+    """Integers edit as integers; real parameters with the decimals they need."""
+    if isinstance(value, int):
+        integer = QSpinBox()
+        integer.setRange(-1_000_000, 1_000_000)
+        integer.setValue(value)
+        return integer
+    real = QDoubleSpinBox()
+    real.setDecimals(3)
+    real.setRange(-1e6, 1e6)
+    real.setSingleStep(0.1)
+    real.setValue(float(value))
+    return real

@@ -72,6 +72,31 @@ class ModelCard:
         return {"name": self.name, "kind": self.kind, "architecture": self.architecture, "precision": self.precision,
                 "file_mb": self.file_mb, "params": self.params, "validation": self.validation}
 
+    @property
+    def training_free(self) -> bool:
+        return self.kind == "pcnn"
+
+    def short_label(self) -> str:
+        """One line for pickers: ``unet-int8  (int8, 1.81 MB, val Dice WT 0.85)``; a PCNN is "training-free"."""
+        if self.training_free:
+            details = ["training-free"]
+        else:
+            details = [self.precision, f"{self.file_mb:.2f} MB"]
+        dice = self.validation.get("dice_WT")
+        if isinstance(dice, (int, float)) and dice == dice:  # not NaN
+            details.append(f"val Dice WT {dice:.2f}")
+        return f"{self.name}  ({', '.join(details)})"
+
+    def describe(self) -> dict[str, str]:
+        """Text columns for the CLI's table: no "n/a", "0.00" or "nan" for a training-free model."""
+        v = self.validation
+        dice = "/".join(f"{v[f'dice_{r}']:.2f}" if isinstance(v.get(f"dice_{r}"), (int, float)) else "-"
+                        for r in ("WT", "TC", "ET"))
+        return {"name": self.name, "kind": self.kind,
+                "precision": "training-free" if self.training_free else self.precision,
+                "MB": "-" if self.training_free else f"{self.file_mb:.2f}",
+                "params": f"{self.params:,d}" if self.params else "-", "dice": dice}
+
     def to_json(self) -> str:
         data = {k: v for k, v in asdict(self).items() if k != "card_path"}
         return json.dumps(data, indent=2) + "\n"

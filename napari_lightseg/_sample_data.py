@@ -67,7 +67,7 @@ def _anatomy() -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
     grids = {}
     for key in ("t1", "gm", "wm"):
-        img = nib.load(folder / f"mni_icbm152_{key}_tal_nlin_sym_09a_converted.nii.gz")
+        img = nib.nifti1.load(folder / f"mni_icbm152_{key}_tal_nlin_sym_09a_converted.nii.gz")
         grids[key] = _to_grid(np.asarray(img.dataobj))
     # the template is RAS: flip x and y to LPS, keep the axial slices, pad in-plane
     flip = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -206,6 +206,7 @@ def write_sample_case(folder: str | Path, seed: int = 0, naming: str = "brats202
     for seq in SEQUENCES:
         data = geometry.to_disk(study.images[seq]).astype(np.int16)
         save_nifti_like(case / f"{study.name}{separator}{suffixes[seq]}.nii.gz", data, geometry, overwrite=True)
+    assert study.labels is not None  # the sample always has its ground truth
     seg = geometry.to_disk(from_internal(study.labels, naming))
     save_nifti_like(case / f"{study.name}{separator}{suffixes['seg']}.nii.gz", seg, geometry, overwrite=True)
     return case

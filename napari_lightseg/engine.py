@@ -178,9 +178,10 @@ def find_components(labels: np.ndarray, spacing: tuple[float, ...]) -> list[Dete
             continue
         mask = components[sub] == index
         start = offset + [s.start for s in sub]
-        centroid = tuple(float(c) for c in np.array(ndimage.center_of_mass(mask)) + start)
+        cz, cy, cx = (float(c) for c in np.array(ndimage.center_of_mass(mask)) + start)
         stop = offset + [s.stop - 1 for s in sub]
-        found.append(Detection((tuple(int(v) for v in start), tuple(int(v) for v in stop)), centroid,
+        corners = ((int(start[0]), int(start[1]), int(start[2])), (int(stop[0]), int(stop[1]), int(stop[2])))
+        found.append(Detection(corners, (cz, cy, cx),
                                float(mask.sum()) * voxel_ml(spacing)))
     return sorted(found, key=lambda d: -d.volume_ml)
 

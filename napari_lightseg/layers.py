@@ -92,8 +92,8 @@ def box_outlines(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]])
     """The 12 edges of each 3D box, as lines: the outline for the 3D view."""
     lines = []
     for lo, hi in boxes:
-        lo, hi = np.array(lo, float), np.array(hi, float) + (0, 1, 1)
-        corners = [np.where([i & 4, i & 2, i & 1], hi, lo) for i in range(8)]
+        low, high = np.array(lo, float), np.array(hi, float) + (0, 1, 1)
+        corners = [np.where([i & 4, i & 2, i & 1], high, low) for i in range(8)]
         lines += [np.array([corners[a], corners[b]]) for a in range(8) for b in range(a + 1, 8)
                   if bin(a ^ b).count("1") == 1]
     return lines

@@ -40,7 +40,8 @@ class Geometry:
         affine = np.asarray(img.affine, dtype=np.float64)
         ornt = ornt_transform(io_orientation(affine), axcodes2ornt(DISPLAY_AXCODES))
         header = nib.Nifti1Header.from_header(img.header)
-        return cls(affine, header, tuple(int(s) for s in img.shape[:3]), ornt)
+        shape = img.shape
+        return cls(affine, header, (int(shape[0]), int(shape[1]), int(shape[2])), ornt)
 
     def to_display(self, array: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(apply_orientation(array, self.ornt))
@@ -63,11 +64,13 @@ class Geometry:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along the display axes."""
-        return tuple(float(v) for v in np.linalg.norm(self.display_affine[:3, :3], axis=0))
+        x, y, z = (float(v) for v in np.linalg.norm(self.display_affine[:3, :3], axis=0))
+        return x, y, z
 
     @property
     def display_shape(self) -> tuple[int, int, int]:
-        return tuple(self.disk_shape[int(i)] for i in np.argsort(self.ornt[:, 0]))
+        x, y, z = (self.disk_shape[int(i)] for i in np.argsort(self.ornt[:, 0]))
+        return x, y, z
 
     def same_grid(self, other: Geometry) -> bool:
         return self.disk_shape == other.disk_shape and np.allclose(

@@ -129,7 +129,7 @@ def selective_search(image: np.ndarray, scale: float = 50.0, sigma: float = 0.8,
     out = list(boxes.values())
     next_id = n
     while sims:
-        a, b = max(sims, key=sims.get)
+        a, b = max(sims, key=lambda pair: sims[pair])
         new = next_id; next_id += 1
         ba, bb = boxes[a], boxes[b]
         boxes[new] = (min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3]))
@@ -206,6 +206,7 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
     params = SPCNNParameters.from_image(stimulus, active)
     pulses = run_spcnn(stimulus[candidates], params, iterations=int(p["iterations"]), cancel=cancel,
                        keep_pulses=True).pulses
+    assert pulses is not None  # keep_pulses=True
     slice_boxes: list[SliceBox] = []
     for i, z in enumerate(candidates):
         check_cancel(cancel)

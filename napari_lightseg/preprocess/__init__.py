@@ -50,7 +50,7 @@ def brain_crop(mask: np.ndarray, margin: int = 2) -> Crop:
     shape = mask.shape
     if not mask.any():
         return Crop(slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]), shape)
-    bounds = []
+    bounds: list[slice] = []
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         present = np.flatnonzero(mask.any(axis=other))
@@ -64,7 +64,7 @@ def brain_crop(mask: np.ndarray, margin: int = 2) -> Crop:
                 hi = shape[axis]
                 lo = max(hi - want, 0)
         bounds.append(slice(lo, hi))
-    return Crop(*bounds, shape=shape)
+    return Crop(bounds[0], bounds[1], bounds[2], shape=shape)
 
 
 def normalize(volume: np.ndarray | list[np.ndarray], mask: np.ndarray) -> np.ndarray:

@@ -322,6 +322,7 @@ def align_study(volumes: Mapping[str, SeriesVolume], reference: str = "t1ce", *,
             report(progress, (number + fraction) / len(order), f"{seq}: {message}")
 
         info: dict[str, Any] = {}
+        transform: sitk.Transform
         if register is False:
             transform = sitk.Euler3DTransform()
         else:
@@ -389,6 +390,6 @@ def _source_geometry(study: Study, sequence: str) -> Geometry:
     if source is None or not Path(source).is_file():
         raise StudyError(f"{study.name}: no source grid known for sequence {sequence!r}")
     try:
-        return Geometry.from_image(nib.load(source))
+        return Geometry.from_image(nib.load(source))  # type: ignore[arg-type]
     except Exception as exc:  # nibabel raises several types
         raise StudyError(f"{source}: cannot read its header ({exc})") from None

@@ -108,8 +108,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with OutputPlan(inputs, overwrite=args.overwrite) as plan:
         clinical.plan_mask_outputs(plan, args.out)
         if args.report:
+            plan.add(args.report, "report")  # an input or the mask itself is named as such, before the suffix
             _require_suffix(args.report, "--report", (".json",))
-            plan.add(args.report, "report")
         progress = _terminal_progress("segment")
         t = time.perf_counter()
         study = clinical.open_study(args.inputs, sequences=overrides, reference=args.reference, brain=args.brain,

@@ -27,6 +27,7 @@ from .io.study import Study
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 
 BRAIN_MODES = ("auto", "force", "skip")
+MAX_BRAIN_ML = 2500.0  # larger than any brain: a head (zeroed air) or a body part
 DEFAULT_REFERENCE = "t1ce"
 DICOM_SUFFIXES = (".dcm",)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -89,12 +90,12 @@ def strip_skull(study: Study, mode: str = "auto", *, progress: ProgressCallback 
                 cancel: CancelCallback | None = None) -> np.ndarray | None:
     """Brain-extract the study in place (voxels outside the brain set to 0, as the tumour models were
     trained); returns the mask, or None when skipped. T1 is used (deepbet's input), else T1ce."""
-    from .preprocess.brain_extraction import apply_brain_mask, extract_brain_detailed, looks_skull_stripped
+    from .preprocess.brain_extraction import apply_brain_mask, extract_brain_detailed
 
     if mode == "skip":
         study.notes.append("brain extraction skipped (--brain skip)")
         return None
-    if mode == "auto" and looks_skull_stripped(study.images, study.geometry.spacing):
+    if mode == "auto" and not needs_brain_extraction(study):
         return None
     channel = next((s for s in ("t1", "t1ce", "flair", "t2") if s in study.images), None)
     if channel is None:
@@ -106,6 +107,22 @@ def strip_skull(study: Study, mode: str = "auto", *, progress: ProgressCallback 
     study.notes.append(f"brain extracted from {channel.upper()} ({result.precision}, {result.size}^3 main net, "
                        f"{float(result.mask.sum()) * float(np.prod(study.geometry.spacing)) / 1000.0:.0f} mL)")
     return result.mask
+
+
+def needs_brain_extraction(study: Study) -> bool:
+    """Auto mode's rule: extract unless the study already looks skull-stripped -- one connected non-zero region
+    in a constant background (BraTS-style zeros, or any constant offset: ``quality`` subtracts it later) that is
+    no larger than a brain (``MAX_BRAIN_ML``; a head whose air the scanner zeroed is 3-5 L)."""
+    from .preprocess.brain_extraction import looks_skull_stripped
+    from .preprocess.quality import background_offset
+
+    shifted = {seq: volume - background_offset(volume) for seq, volume in study.images.items()}
+    if not looks_skull_stripped(shifted):
+        return True
+    foreground = np.zeros(study.geometry.display_shape, dtype=bool)
+    for volume in shifted.values():
+        foreground |= volume != 0
+    return float(foreground.sum()) * float(np.prod(study.geometry.spacing)) / 1000.0 > MAX_BRAIN_ML
 
 
 def _scaled(progress: ProgressCallback | None, lo: float, hi: float) -> ProgressCallback | None:

@@ -264,7 +264,7 @@ def test_exit_codes_internal_error_and_cancel(blob_case, tiny, tmp_path, monkeyp
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(engine, "segment_paths", boom)
+    monkeypatch.setattr(engine, "run", boom)
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: boom" in _one_error_line(err) and "Traceback" not in err
@@ -274,7 +274,7 @@ def test_exit_codes_internal_error_and_cancel(blob_case, tiny, tmp_path, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "segment_paths", interrupted)
+    monkeypatch.setattr(engine, "run", interrupted)
     assert main(argv) == 130
     assert "cancelled" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # nothing written, no temp files
@@ -370,7 +370,7 @@ def test_output_kinds_show_in_their_names(blob_case, tiny, tmp_path, capsys):
     seg = str(blob_case / "blob_seg.nii.gz")
     for argv, option in ((["segment", str(blob_case), "--model", tiny, "--out", str(tmp_path / "m.nii.gz"),
                            "--report", str(tmp_path / "r.nii.gz")], "--report must end in .json"),
-                         (["segment", str(blob_case), "--model", tiny, "--out", str(tmp_path / "m.json")], "--out must end in .nii"),
+                         (["segment", str(blob_case), "--model", tiny, "--out", str(tmp_path / "m.json")], "output must end in .nii"),
                          (["detect", str(blob_case), "--out", str(tmp_path / "b.csv")], "--out must end in .json"),
                          (["compare", seg, seg, "--csv", str(tmp_path / "c.json")], "--csv must end in .csv")):
         assert main(argv) == 2

@@ -217,7 +217,7 @@ def test_save_labels_native_keeps_each_source_grid(tmp_path: Path) -> None:
         save_mask_file(out / "seg_t1.nii.gz", labels, study, grid="t1")
     with pytest.raises(StudyError, match="input"):
         save_mask_file(tmp_path / "c_t1.nii", labels, study, grid="t1", overwrite=True)
-    assert json.loads((out / "seg_t1.json").read_text())["source"].endswith("c_t1.nii")
+    assert json.loads((out / "seg_t1.labels.json").read_text())["source"].endswith("c_t1.nii")
 
 
 def test_register_rigid_stops_when_cancelled() -> None:

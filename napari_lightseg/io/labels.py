@@ -100,14 +100,14 @@ SIDECAR_FORMAT = "napari-lightseg labels 1"
 
 
 def sidecar_path(nifti_path: str | Path) -> Path:
-    """``seg.nii.gz`` -> ``seg.json`` (BIDS-style sidecar beside the mask)."""
+    """``seg.nii.gz`` -> ``seg.labels.json`` beside the mask (not ``seg.json``: that name is a run report's)."""
     path = Path(nifti_path)
     name = path.name
     for suffix in (".nii.gz", ".nii"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
-    return path.with_name(name + ".json")
+    return path.with_name(name + ".labels.json")
 
 
 def label_sidecar(convention: str = DEFAULT_CONVENTION, **extra: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ the source files of the viewer's other layers are refused (``io.outputs``).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .io import DEFAULT_CONVENTION, Geometry, StudyError, from_internal, save_nifti_like
+from .io.labels import label_sidecar, sidecar_path
 from .io.naming import strip_nifti_suffix
 from .io.outputs import OutputPlan
 from .layers import lightseg_metadata
@@ -46,16 +48,25 @@ def save_labels(path: str | Path, classes: np.ndarray, geometry: Geometry, conve
         raise StudyError(f"{path}: mask holds label values {values.tolist()}; only 0-3 (background, NCR, ED, ET) can be saved")
     disk = geometry.to_disk(from_internal(classes, convention))
     if plan is not None:
-        return save_nifti_like(path, disk, geometry, plan=plan)
+        save_nifti_like(path, disk, geometry, plan=plan)
+        _write_sidecar(plan, path, convention)
+        return path
     keep = keep_existing and os.path.lexists(path)
     with OutputPlan(inputs, overwrite=overwrite or keep) as own:
         save_nifti_like(path, disk, geometry, plan=own)  # validated (never an input) and written before the backup
+        _write_sidecar(own, path, convention)
         if keep:
             backup = _backup_name(path)
             os.rename(path, backup)
             warnings.warn(f"{path} existed; the previous file was kept as {backup.name}", stacklevel=2)
         own.commit()
     return path
+
+
+def _write_sidecar(plan: OutputPlan, mask: Path, convention: str) -> None:
+    """What the mask's values mean, beside it (ITK-SNAP, Slicer and this reader need not guess)."""
+    content = json.dumps(label_sidecar(convention), indent=1) + "\n"
+    plan.write(sidecar_path(mask), lambda temp: temp.write_text(content), "label sidecar")
 
 
 def _backup_name(path: Path) -> Path:

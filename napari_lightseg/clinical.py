@@ -116,13 +116,17 @@ def needs_brain_extraction(study: Study) -> bool:
     from .preprocess.brain_extraction import looks_skull_stripped
     from .preprocess.quality import background_offset
 
-    shifted = {seq: volume - background_offset(volume) for seq, volume in study.images.items()}
+    every_other = (slice(None, None, 2),) * 3  # a decision, not a mask: 1/8 of the voxels decide it as well, 8x faster
+    shifted = {}
+    for seq, volume in study.images.items():
+        offset = background_offset(volume)
+        shifted[seq] = volume[every_other] - offset if offset else volume[every_other]
     if not looks_skull_stripped(shifted):
         return True
-    foreground = np.zeros(study.geometry.display_shape, dtype=bool)
+    foreground = np.zeros(next(iter(shifted.values())).shape, dtype=bool)
     for volume in shifted.values():
         foreground |= volume != 0
-    return float(foreground.sum()) * float(np.prod(study.geometry.spacing)) / 1000.0 > MAX_BRAIN_ML
+    return 8 * float(foreground.sum()) * float(np.prod(study.geometry.spacing)) / 1000.0 > MAX_BRAIN_ML
 
 
 def _scaled(progress: ProgressCallback | None, lo: float, hi: float) -> ProgressCallback | None:

@@ -70,7 +70,7 @@ class CaseSpec:
 
     name: str
     paths: tuple[Path, ...]
-    kind: str = "nifti"  # "dicom" once io.dicom exists (see _load_case)
+    kind: str = "nifti"  # or "dicom": a DICOM study folder
 
     @property
     def input(self) -> str:
@@ -131,26 +131,10 @@ def _holds_nifti(folder: Path) -> bool:
 
 
 def _dicom_cases(folders: list[Path]) -> list[CaseSpec]:
-    """HOOK for folders of DICOM studies: ``napari_lightseg.io.dicom.find_studies(folder) -> [(name, paths)]``
-    when that module exists (it is written elsewhere); until then such folders are not cases."""
-    finder = getattr(_dicom_module(), "find_studies", None)
-    if finder is None:
-        return []
-    found = []
-    for folder in folders:
-        for name, paths in finder(folder):
-            found.append(CaseSpec(str(name), tuple(Path(p) for p in paths), kind="dicom"))
-    return found
+    """Folders that hold a DICOM study (``clinical.dicom_folder``): one case each, named by the folder."""
+    from .clinical import dicom_folder
 
-
-def _dicom_module() -> Any:
-    """``napari_lightseg.io.dicom`` when it exists, else None."""
-    import importlib
-
-    try:
-        return importlib.import_module(".io.dicom", __package__)
-    except ImportError:
-        return None
+    return [CaseSpec(folder.name, (folder,), kind="dicom") for folder in folders if dicom_folder([folder]) is not None]
 
 
 def _case_from_path(path: Path) -> CaseSpec:
@@ -303,15 +287,10 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
 
 
 def _load_case(case: CaseSpec):
-    from .io import load_study
+    """The clinical path for every case: DICOM or NIfTI, sequences on any grids, full head or stripped."""
+    from .clinical import open_study
 
-    if case.kind == "dicom":  # HOOK: the DICOM reader (written elsewhere) plugs in as io.dicom.load_study(paths)
-        loader = getattr(_dicom_module(), "load_study", None)
-        if loader is None:
-            raise StudyError(f"{case.input}: DICOM studies need napari_lightseg.io.dicom.load_study, not available")
-        return loader(list(case.paths))
-    paths: list[str | Path] = list(case.paths)
-    return load_study(paths[0] if len(paths) == 1 else paths, with_labels=False)
+    return open_study(list(case.paths))
 
 
 def one_line_error(case: CaseSpec, exc: BaseException) -> str:

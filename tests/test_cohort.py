@@ -175,24 +175,28 @@ def test_cli_batch_end_to_end(cohort, card, tmp_path, capsys):
     assert "no model named" in capsys.readouterr().err
 
 
-def test_dicom_studies_plug_in_through_io_dicom(tmp_path, card, monkeypatch):
-    """The hook for the DICOM reader: io.dicom.find_studies(folder) and io.dicom.load_study(paths)."""
-    import sys
-    import types
+def test_dicom_studies_are_cases(tmp_path, card):
+    """A folder of DICOM study folders beside NIfTI cases: each study is a case, read through the clinical path."""
+    from dicom_factory import SEQUENCE_HEADERS, write_dicom_series
+    from pydicom.uid import generate_uid
+
+    from napari_lightseg.preprocess.registration import sitk_from_array
 
     root = tmp_path / "mixed"
     write_case(root, "nifti0")
-    (root / "study-dcm").mkdir()
-    (root / "study-dcm" / "IM0001.dcm").write_bytes(b"stand-in")
-    assert [c.name for c in find_cases(root)] == ["nifti0"]  # no DICOM reader: not a case
-    fake = types.ModuleType("napari_lightseg.io.dicom")
-    fake.find_studies = lambda folder: [(f"{folder.name}-1", [folder])]
-    fake.load_study = lambda paths: blob_study(SHAPE)
-    monkeypatch.setitem(sys.modules, "napari_lightseg.io.dicom", fake)
+    study = blob_study(SHAPE)
+    study_uid, frame_uid = generate_uid(), generate_uid()
+    for number, (sequence, image) in enumerate(study.images.items(), start=2):
+        tags = dict(SEQUENCE_HEADERS[sequence])
+        description = tags.pop("SeriesDescription")
+        write_dicom_series(sitk_from_array(study.geometry.to_disk(image), study.geometry), root / "study-dcm" / f"SE{number}",
+                           description=description, series_number=number, study_uid=study_uid,
+                           frame_of_reference_uid=frame_uid, patient_id="P1", extra_tags=tags)
     cases = find_cases(root)
-    assert [(c.name, c.kind) for c in cases] == [("nifti0", "nifti"), ("study-dcm-1", "dicom")]
+    assert [(c.name, c.kind) for c in cases] == [("nifti0", "nifti"), ("study-dcm", "dicom")]
     rows = _run(cases, card, tmp_path / "out").rows
-    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert [r["status"] for r in rows] == ["ok", "ok"], rows
+    assert float(rows[1]["WT_ml"]) == pytest.approx(float(rows[0]["WT_ml"]), rel=0.05)  # the same study, read from DICOM
 
 
 def test_batch_on_a_given_scheduler_address(cohort, card, tmp_path):

@@ -8,7 +8,8 @@ images wrapped in a synthetic head (``src_models.brain_extraction.synthetic_head
 air), which the pipeline must brain-extract. Grids and motions: ``tests/clinical_grids`` (FLAIR 0.9x0.9x5 mm,
 T1 tilted 3 degrees and shifted, T2 0.7x0.7x3 mm 300x300x56; T1ce 1 mm is the reference).
 Columns: stages from the run report (read = DICOM headers + pixels, register + resample, extract,
-segment = preprocess + inference + postprocess, write = DICOM-SEG) and the whole process wall time.
+segment = preprocess + inference + postprocess, write = DICOM-SEG), the whole process wall time, and the
+WT Dice of the result against the expert labels next to the same model's on the unperturbed case.
 """
 from __future__ import annotations
 
@@ -58,6 +59,29 @@ def write_study(case: Path, out: Path, full_head: bool) -> Path:
     return out
 
 
+def wt_dice(labels: np.ndarray, truth: np.ndarray) -> float:
+    a, b = labels > 0, truth > 0
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def dicom_seg_dice(study: Path, seg: Path, case: Path) -> float:
+    """WT Dice of the DICOM-SEG (read back on the T1ce series, whose grid is the case's own) vs the ground truth."""
+    from napari_lightseg.io.dicom import find_dicom_series, read_series
+    from napari_lightseg.io.dicom_seg import read_dicom_seg
+
+    t1ce = next(read_series(s) for s in find_dicom_series(study) if s.sequence == "t1ce")
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(discover(case).segmentation)))
+    return wt_dice(read_dicom_seg(seg, t1ce), truth)
+
+
+def original_dice(case: Path, model: str, out: Path) -> float:
+    """WT Dice of the same model on the unperturbed NIfTI case."""
+    subprocess.run([sys.executable, "-m", "napari_lightseg.cli", "segment", str(case), "--model", model, "--out", str(out)],
+                   check=True, capture_output=True)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(discover(case).segmentation)))
+    return wt_dice(sitk.GetArrayFromImage(sitk.ReadImage(str(out))), truth)
+
+
 def run(study: Path, model: str, out: Path) -> dict[str, float]:
     report = out.with_suffix(".json")
     started = time.perf_counter()
@@ -82,19 +106,28 @@ def main() -> None:
         for name in CASES[: args.cases]:
             for full_head in (False, True):
                 study = write_study(DATA / "brats18" / name, Path(tmp) / f"{name}-{full_head}", full_head)
-                times = run(study, args.model, Path(tmp) / f"{name}-{full_head}.dcm")
+                seg = Path(tmp) / f"{name}-{full_head}.dcm"
+                times = run(study, args.model, seg)
+                times["dice"] = dicom_seg_dice(study, seg, DATA / "brats18" / name)
+                if not full_head:  # once per case
+                    original = original_dice(DATA / "brats18" / name, args.model, Path(tmp) / f"{name}.nii.gz")
+                times["original"] = original
                 rows.append((name + (" (full head)" if full_head else " (skull-stripped)"), times))
                 print(rows[-1][0], {k: round(v, 2) for k, v in times.items()}, flush=True)
     columns = ("read", "register", "extract", "segment", "write", "wall")
+    accuracy = ("dice", "original")
     lines = [
         "# Clinical path: DICOM study -> DICOM-SEG (benchmarks/bench_clinical.py)", "",
         f"`lightseg segment DICOM_FOLDER --model {args.model} --out seg.dcm` as a whole process, per study; "
         f"{os.cpu_count()} CPU cores (shared with other jobs while measured: treat seconds as +-30%). "
         "Stages from the run report; wall = process start to exit. Target: wall < 10 s.", "",
-        "| study | " + " | ".join(f"{c} s" for c in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        "WT Dice: the DICOM-SEG read back on the T1ce series vs the expert labels; 'original': the same model on",
+        "the unperturbed NIfTI case (the alignment target is >= 0.9x of it).", "",
+        "| study | " + " | ".join(f"{c} s" for c in columns) + " | WT Dice | WT Dice original |",
+        "|---|" + "---:|" * (len(columns) + len(accuracy)),
     ]
-    lines += [f"| {name} | " + " | ".join(f"{t[c]:.2f}" for c in columns) + " |" for name, t in rows]
+    lines += [f"| {name} | " + " | ".join(f"{t[c]:.2f}" for c in columns) + " | "
+              + " | ".join(f"{t[c]:.3f}" for c in accuracy) + " |" for name, t in rows]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

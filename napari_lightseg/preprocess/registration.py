@@ -326,6 +326,7 @@ def align_study(volumes: Mapping[str, SeriesVolume], reference: str = "t1ce", *,
             report(progress, (number + fraction) / len(order), f"{seq}: {message}")
 
         info: dict[str, Any] = {}
+        transform: sitk.Transform
         if register is False:
             transform = sitk.Euler3DTransform()
         else:
@@ -420,9 +421,12 @@ def _source_geometry(study: Study, sequence: str) -> Geometry:
     if source is None or not Path(source).is_file():
         raise StudyError(f"{study.name}: no source grid known for sequence {sequence!r}")
     try:
-        return Geometry.from_image(nib.load(source))
+        image = nib.load(source)
     except Exception as exc:  # nibabel raises several types
         raise StudyError(f"{source}: cannot read its header ({exc})") from None
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise StudyError(f"{source}: not a NIfTI image; its grid cannot be written back")
+    return Geometry.from_image(image)
 
 
 def write_sidecar(nifti_path: str | Path, content: dict[str, Any]) -> Path:

@@ -105,11 +105,16 @@ def main() -> int:
         arr = np.array(values)
         lines.append(f"| {name} | {len(arr)} | {np.median(arr[:, 0]):.2f} | {arr[:, 0].max():.2f} | {np.median(arr[:, 3]):.2f} | "
                      f"{arr[:, 1].mean():.2f} | {arr[:, 2].max():.2f} | {max(partial[name]):.2f} |")
-    best = min(rows, key=lambda n: (max(v[2] for v in rows[n]) > 1.5, np.median([v[3] for v in rows[n]])))
+    # the fastest accurate setting; within 20% of its CPU time counts as equally fast (wall and CPU times are
+    # noisy on a shared machine), and then the first listed wins: the table is in order of preference
+    # (scanner coordinates assume nothing about where each field of view is centred)
+    cpu = {n: float(np.median([v[3] for v in rows[n]])) for n in rows if max(v[2] for v in rows[n]) <= 1.5}
+    best = next(n for n in rows if n in cpu and cpu[n] <= 1.2 * min(cpu.values()))
     lines += ["", "Pairs, timings and TRE columns: the issue's three clinical grids. The partial-coverage FLAIR (last column, "
               "not used for the choice) is reported apart: its TRE is measured over the whole brain box, far outside "
               "its 10 cm slab.", "",
-              f"Fastest setting whose worst TRE stays under 1.5 mm (median CPU seconds): **{best}**.", "",
+              f"Chosen: **{best}** (the first listed of the settings with worst TRE <= 1.5 mm whose median CPU seconds "
+              "are within 20% of the fastest such setting; the list is in order of preference).", "",
               "Whole `align_study` with the default settings (T1ce reference, FLAIR/T1/T2 registered and resampled):", "",
               "| case | register s | resample s |", "|---|---:|---:|"]
     for case in CASES[: args.cases]:

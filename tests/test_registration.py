@@ -276,6 +276,22 @@ def test_labels_to_native_round_trip_on_a_real_label_map(real_case) -> None:
 
 
 @pytest.mark.slow
+def test_save_labels_native_for_a_series_without_a_nifti_file(real_case, tmp_path: Path) -> None:
+    """A sequence known only as a SimpleITK image (a DICOM series): the mask's affine comes from its geometry."""
+    files, volumes, truths = real_case
+    study = align_study({s: volumes[s] for s in ("t1ce", "t2")}, "t1ce", register=False)
+    truth = load_study(files).labels
+    path = save_mask_file(tmp_path / "seg_t2.nii.gz", truth, study, grid="t2", convention="brats2023")
+    written = nib.load(path)
+    expected = geometry_from_sitk(volumes["t2"].image)
+    assert written.shape == volumes["t2"].image.GetSize()
+    np.testing.assert_allclose(written.affine, expected.affine, atol=1e-4)
+    native = labels_to_native(truth, study, "t2")
+    assert np.array_equal(np.asarray(written.dataobj), array_in_geometry(native))  # brats2023 keeps 1/2/3
+    assert read_label_sidecar(path)["convention"] == "brats2023"
+
+
+@pytest.mark.slow
 def test_perturbed_real_case_segments_as_well_as_the_original(real_case) -> None:
     """The issue's acceptance test: each sequence on its own clinical grid + motion, unet-int8 through
     engine.run: WT Dice (reference grid) at least 0.9 x the Dice on the unperturbed study."""

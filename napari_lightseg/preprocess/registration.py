@@ -382,14 +382,3 @@ def _reference_image(study: Study) -> sitk.Image:
     if record is not None:
         return record.volume.image
     return sitk_from_array(np.zeros(study.geometry.disk_shape, np.uint8), study.geometry)
-
-
-def _source_geometry(study: Study, sequence: str) -> Geometry:
-    """The NIfTI header of a sequence's own file (study loaded without alignment records)."""
-    source = study.sources.get(sequence)
-    if source is None or not Path(source).is_file():
-        raise StudyError(f"{study.name}: no source grid known for sequence {sequence!r}")
-    try:
-        return Geometry.from_image(nib.load(source))  # type: ignore[arg-type]
-    except Exception as exc:  # nibabel raises several types
-        raise StudyError(f"{source}: cannot read its header ({exc})") from None

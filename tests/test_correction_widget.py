@@ -144,3 +144,16 @@ def test_docked_through_the_manifest(viewer) -> None:
     assert edited is not None, widget.status.text()
     widget.grow_button.click()
     assert unsaved_layers(viewer.layers) == [edited.name]
+
+
+def test_save_never_replaces_an_input_even_when_confirmed(viewer, tmp_path: Path, monkeypatch) -> None:
+    widget = CorrectionWidget(viewer)
+    edited = widget.edit_copy()
+    truth = tmp_path / "blob_seg.nii.gz"
+    truth.write_bytes(b"the expert's ground truth")
+    source_layer = next(layer for layer in viewer.layers if layer is not edited and "lightseg" in layer.metadata)
+    source_layer.metadata = {**source_layer.metadata, "lightseg": {**source_layer.metadata["lightseg"], "source": str(truth)}}
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    assert widget.save(str(truth)) is None
+    assert truth.read_bytes() == b"the expert's ground truth"
+    assert "Not saved" in widget.status.text() and "input" in widget.status.text()

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import correction
-from .._writer import save_labels
+from .._writer import save_labels, viewer_source_files
 from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, StudyError
 from ..layers import METADATA_KEY, labels_layer, lightseg_metadata
 from ..metrics import class_volumes_ml
@@ -327,7 +327,10 @@ class CorrectionWidget(QWidget):
             return None
         convention = self.convention_combo.currentData() or DEFAULT_CONVENTION
         try:
-            saved = save_labels(target, np.asarray(layer.data), meta["geometry"], convention, overwrite=True)
+            # the study's files (its ground truth too) are inputs: never replaced, even after "Replace?"
+            inputs = [f for f in viewer_source_files() if f != meta.get("saved_path")]
+            saved = save_labels(target, np.asarray(layer.data), meta["geometry"], convention, overwrite=True,
+                                inputs=inputs)
         except (StudyError, OSError) as exc:
             self.status.setText(f"Not saved: {exc}")
             return None
@@ -336,8 +339,9 @@ class CorrectionWidget(QWidget):
         return saved
 
     def _default_path(self, meta: dict) -> Path:
-        """``<study>_seg.nii.gz`` beside the study's files when they are known."""
+        """``<study>_seg_corrected.nii.gz`` beside the study's files when they are known (not ``_seg``: the
+        ground truth may be there, and it is an input)."""
         sources = [meta.get("saved_path"), meta.get("source")]
         sources += [lightseg_metadata(l.metadata).get("source") for l in self.viewer.layers]
         folder = next((Path(s).parent for s in sources if s and Path(str(s).split("[")[0]).exists()), Path.home())
-        return folder / f"{meta.get('study') or 'mask'}_seg.nii.gz"
+        return folder / f"{meta.get('study') or 'mask'}_seg_corrected.nii.gz"

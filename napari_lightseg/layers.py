@@ -155,3 +155,16 @@ def grid_mismatch(reference, masks: list) -> str | None:
             return (f"{mask.name}: on another grid than {reference.name} "
                     f"({geometry.describe_difference(ref_geometry)}); not compared")
     return None
+
+
+def dicom_study_layers(study: Study, folder: str, series_table: list[dict[str, Any]]) -> list[LayerData]:
+    """Image layers of a study opened from a DICOM folder: each also carries the folder, the series
+    table (every series found, ``SeriesInfo.as_row()``) and which series was assigned to each sequence,
+    so the segment widget can show the table and re-open the study with registration and extraction."""
+    assigned = {seq: record.volume.series_uid for seq, record in study.alignment.items() if record.volume.series_uid}
+    layers = image_layers(study)
+    for _, kwargs, _ in layers:
+        kwargs["metadata"][METADATA_KEY].update(
+            dicom_folder=str(folder), series_table=series_table, series_assigned=assigned, reference=study.reference,
+            aligned="registered" if any(r.registered for r in study.alignment.values()) else "scanner coordinates")
+    return layers

@@ -36,14 +36,16 @@ def series_role(row: Mapping[str, Any], assigned: Mapping[str, str]) -> str:
 
 
 def series_rows(table: Iterable[Mapping[str, Any]], assigned: Mapping[str, str]) -> list[dict[str, str]]:
-    """Rows of the series table as shown: number, description, size (with spacing), role."""
+    """Rows of the series table as shown: number, description, size, a short role (fits a dock), and the
+    details a tooltip gives (spacing, the full role with the reason)."""
     rows = []
     for row in table:
         number = row.get("number")
-        size = f"{row.get('size', '')} @ {row.get('spacing_mm', '')} mm" if row.get("spacing_mm") else str(row.get("size", ""))
+        role = series_role(row, assigned)
         rows.append({"number": "" if number is None else str(number),
                      "description": str(row.get("description") or row.get("protocol") or row.get("series_uid", "")),
-                     "size": size, "role": series_role(row, assigned)})
+                     "size": str(row.get("size", "")), "spacing": f"{row.get('spacing_mm', '?')} mm",
+                     "role": role.split(" (")[0].split(":")[0], "role_detail": role})
     return rows
 
 

@@ -104,8 +104,11 @@ def test_series_table_rows_and_overrides() -> None:
              {"number": 9, "description": "research 3D", "size": "36x40x24", "usable": True, "sequence": None,
               "series_uid": "1.9"}]
     rows = series_rows(table, {"flair": "1.2"})
-    assert [r["role"] for r in rows] == ["FLAIR", "unusable: localizer/scout", "not used"]
-    assert rows[0]["size"] == "36x40x12 @ 0.9x0.9x2 mm" and rows[0]["number"] == "2"
+    assert [r["role"] for r in rows] == ["FLAIR", "unusable", "not used"]
+    assert [r["role_detail"] for r in rows] == ["FLAIR", "unusable: localizer/scout", "not used"]
+    assert rows[0]["size"] == "36x40x12" and rows[0]["spacing"] == "0.9x0.9x2 mm" and rows[0]["number"] == "2"
+    table[0]["sequence"] = "t2"
+    assert series_rows(table, {})[0]["role_detail"] == "not used (looks like T2)"
     assert series_choices(table) == [("#2 AX T2 FLAIR", "1.2"), ("#9 research 3D", "1.9")]  # no localizer
     assert check_overrides({"flair": "1.9", "t2": "1.2"}) == {"flair": "1.9", "t2": "1.2"}
     with pytest.raises(StudyError, match="#2 AX T2 FLAIR is chosen for FLAIR and T2"):

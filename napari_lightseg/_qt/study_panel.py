@@ -12,6 +12,7 @@ from typing import Any
 
 import napari
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -21,6 +22,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -44,6 +46,7 @@ from ..layers import METADATA_KEY, dicom_study_layers, lightseg_metadata
 from .common import add_or_replace, compact_combo
 from .results import focused_result
 
+TIP_KEYS = ("protocol", "modality", "tr_ms", "te_ms", "ti_ms", "contrast", "files", "reason")
 SAVE_FILTER = "DICOM-SEG (*.dcm);;NIfTI + label sidecar (*.nii.gz *.nii)"
 
 
@@ -61,35 +64,39 @@ class StudyPanel(QGroupBox):
         layout.addWidget(self.folder_label)
         self.table = QTableWidget(0, len(SERIES_COLUMNS))
         self.table.setHorizontalHeaderLabels([title for _, title in SERIES_COLUMNS])
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()  # the description takes what is left, elided: no sideways scrolling
+        for column in range(len(SERIES_COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.table.setWordWrap(True)
+        self.table.setWordWrap(False)  # one line per series; the full text is in the row's tooltip
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setToolTip("Every series in the folder; hover a row for spacing, TR/TE/TI and how its role was decided")
         layout.addWidget(self.table)
         form = QFormLayout()
-        self.series_combos = {seq: compact_combo() for seq in SEQUENCES}
+        form.addRow(QLabel("Series used:"))
+        self.series_combos = {seq: compact_combo(8) for seq in SEQUENCES}
         for seq, combo in self.series_combos.items():
             combo.setToolTip(f"The series used as {SEQUENCE_TITLES[seq]} (the header rules chose the first)")
             combo.currentIndexChanged.connect(self._refresh_roles)
-            form.addRow(f"{SEQUENCE_TITLES[seq]} series", combo)
+            form.addRow(SEQUENCE_TITLES[seq], combo)
         self.brain_combo = compact_combo(6)
         self.brain_combo.addItems(clinical.BRAIN_MODES)
-        self.brain_combo.setToolTip("auto: extract unless the images look skull-stripped; force; skip")
-        form.addRow("Brain extraction", self.brain_combo)
-        layout.addLayout(form)
+        self.brain_combo.setToolTip("Brain extraction. auto: extract unless the images look skull-stripped; force; skip")
+        form.addRow("Brain", self.brain_combo)
         save_row = QHBoxLayout()
-        self.grid_combo = compact_combo(6)
-        self.grid_combo.setToolTip("The series whose own grid the saved mask is on")
+        self.grid_combo = compact_combo(4)
+        self.grid_combo.setToolTip("Save on this series' own grid (native voxel size and orientation)")
         self.save_button = QPushButton("Save result…")
         self.save_button.setToolTip("The shown result on a source series' grid: .dcm (DICOM-SEG) or .nii.gz (+ sidecar)")
         self.save_button.clicked.connect(lambda: self.save_result())
-        save_row.addWidget(QLabel("Grid"))
+        save_row.addWidget(self.save_button, 1)
         save_row.addWidget(self.grid_combo, 1)
-        save_row.addWidget(self.save_button)
+        layout.addLayout(form)
         layout.addLayout(save_row)
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -116,7 +123,9 @@ class StudyPanel(QGroupBox):
         self.setVisible(source is not None)
         if source is None:
             return
-        self.folder_label.setText(f"DICOM: {Path(source[DICOM_FOLDER_KEY]).name}  (aligned by {source.get('aligned', '?')})")
+        how = "registered" if source.get("aligned") == "registered" else "scanner coordinates; Run registers"
+        reference = SEQUENCE_TITLES.get(source.get("reference") or "", "reference")
+        self.folder_label.setText(f"DICOM {Path(source[DICOM_FOLDER_KEY]).name}: on the {reference} grid ({how})")
         self.folder_label.setToolTip(source[DICOM_FOLDER_KEY])
         choices = series_choices(source.get(SERIES_TABLE_KEY, []))
         assigned = source.get(ASSIGNED_KEY, {})
@@ -143,7 +152,9 @@ class StudyPanel(QGroupBox):
         rows = series_rows(table, chosen)
         self.table.setRowCount(len(rows))
         for r, (row, raw) in enumerate(zip(rows, table)):
-            tip = "\n".join(f"{k}: {v}" for k, v in raw.items() if k != "series_uid" and v not in (None, ""))
+            details = {"role": row["role_detail"], "spacing": row["spacing"],
+                       **{k: v for k, v in raw.items() if k in TIP_KEYS and v not in (None, "")}}
+            tip = "\n".join(f"{k}: {v}" for k, v in details.items())
             for c, (key, _) in enumerate(SERIES_COLUMNS):
                 item = QTableWidgetItem(row[key])
                 item.setToolTip(tip)
@@ -176,7 +187,7 @@ class StudyPanel(QGroupBox):
             self.source = {**source, **layers[0][1]["metadata"][METADATA_KEY]}
         self.grid_combo.clear()
         for seq in study.alignment:
-            self.grid_combo.addItem(SEQUENCE_TITLES.get(seq, seq), seq)
+            self.grid_combo.addItem(f"on {SEQUENCE_TITLES.get(seq, seq)}", seq)
         self.grid_combo.setCurrentIndex(max(self.grid_combo.findData(study.reference), 0))
         self._set_saving(True)
         self.message.setText("; ".join(study.notes))

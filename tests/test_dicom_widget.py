@@ -179,6 +179,8 @@ def test_override_changes_the_assignment(dicom_widget, qtbot) -> None:
     combo.setCurrentIndex(next(i for i in range(combo.count()) if combo.itemText(i).startswith(f"#{EXTRA_NUMBER} ")))
     roles = [panel.table.item(r, 3).text() for r in range(5)]
     assert roles[0].startswith("not used") and roles[4] == "FLAIR"
+    viewer.add_points([[0, 0, 0]], name="marker")  # another layer must not reset the user's choice
+    assert combo.currentText().startswith(f"#{EXTRA_NUMBER} ")
     _run(widget, qtbot)
     assert panel.study is not None, widget.status.text()
     assert panel.study.alignment["flair"].volume.series_number == EXTRA_NUMBER
@@ -221,6 +223,7 @@ def test_save_on_native_grids(dicom_widget, dicom_study: Path, qtbot, tmp_path: 
     assert int((on_disk > 0).sum()) == int((result > 0).sum())  # reference grid: the same voxels
 
     victim = next(dicom_study.rglob("*.dcm"))
-    assert panel.save_result(victim, grid="t1ce") is None and "Not saved" in panel.message.text()
+    assert panel.save_result(victim, grid="t1ce") is None
+    assert "Not saved" in panel.message.text() and victim.name in panel.message.text()
     assert panel.save_result(tmp_path / "seg.dcm", grid="flair") is None  # never overwrites silently
     assert _files(dicom_study) == inputs  # inputs untouched

@@ -114,7 +114,11 @@ class StudyPanel(QGroupBox):
         return [*self.series_combos.values(), self.brain_combo, self.grid_combo, self.save_button]
 
     def show_source(self, source: dict[str, Any] | None) -> None:
-        """Show (or hide, for None) the DICOM study the chosen layers come from; a new folder resets the panel."""
+        """Show (or hide, for None) the DICOM study the chosen layers come from; a new folder resets the panel.
+        The same study again (any layer added, e.g. a result) keeps the user's series choices."""
+        if source is not None and self.source is not None and _same_study(source, self.source):
+            self.source = source
+            return
         if (source or {}).get(DICOM_FOLDER_KEY) != self.folder:
             self.study = None
             self._set_saving(False)
@@ -214,3 +218,7 @@ class StudyPanel(QGroupBox):
             return None
         self.message.setText(f"Saved {layer.name} on the {SEQUENCE_TITLES.get(sequence, sequence)} grid: {saved}")
         return saved
+
+
+def _same_study(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(key) == b.get(key) for key in (DICOM_FOLDER_KEY, ASSIGNED_KEY, "aligned"))

@@ -227,3 +227,38 @@ def test_save_on_native_grids(dicom_widget, dicom_study: Path, qtbot, tmp_path: 
     assert "Not saved" in panel.message.text() and victim.name in panel.message.text()
     assert panel.save_result(tmp_path / "seg.dcm", grid="flair") is None  # never overwrites silently
     assert _files(dicom_study) == inputs  # inputs untouched
+
+
+@pytest.mark.viewer
+@pytest.mark.slow
+def test_real_case_dicom_study_in_the_widget(make_napari_viewer, data_root: Path, tmp_path: Path, qtbot) -> None:
+    """A real case as DICOM series on clinical grids with patient motion: dragged in, run, registered result."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+    from make_dicom_screenshot import write_study
+
+    from napari_lightseg import engine
+    from napari_lightseg._qt.segment_widget import SegmentWidget
+    from napari_lightseg.io import to_internal
+    from napari_lightseg.metrics import region_scores
+    from napari_lightseg.models import get_card
+
+    case = "Brats18_CBICA_ALU_1"
+    folder = write_study(data_root / "brats18" / case, tmp_path / "PATIENT")
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-lightseg")
+    widget = SegmentWidget(viewer)
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData("unet-int8"))
+    _run(widget, qtbot)
+    result = np.asarray(viewer.layers["unet-int8"].data)
+    truth = to_internal(sitk.GetArrayFromImage(sitk.ReadImage(str(data_root / "brats18" / case / f"{case}_seg.nii.gz"))))[0]
+
+    def wt_dice(labels: np.ndarray, geometry) -> float:  # in the seg file's (SimpleITK z, y, x) order
+        return region_scores(geometry.to_disk(labels).transpose(2, 1, 0), truth, geometry.spacing)["dice_WT"]
+
+    dicom = wt_dice(result, widget.study_panel.study.geometry)  # T1ce kept the case's own grid
+    original = engine.segment_paths(data_root / "brats18" / case, get_card("unet-int8"))
+    unperturbed = wt_dice(original.labels, original.geometry)
+    print(f"WT Dice: DICOM study {dicom:.3f}, original case {unperturbed:.3f}; run: {widget.runs[-1]}")
+    assert dicom >= 0.9 * unperturbed and widget.runs[-1]["register_s"] > 0

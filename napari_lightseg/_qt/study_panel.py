@@ -65,12 +65,13 @@ class StudyPanel(QGroupBox):
         self.table = QTableWidget(0, len(SERIES_COLUMNS))
         self.table.setHorizontalHeaderLabels([title for _, title in SERIES_COLUMNS])
         header = self.table.horizontalHeader()  # the description takes what is left, elided: no sideways scrolling
+        assert header is not None and self.table.verticalHeader() is not None  # a QTableWidget always has both
         for column in range(len(SERIES_COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.setWordWrap(False)  # one line per series; the full text is in the row's tooltip
@@ -159,13 +160,14 @@ class StudyPanel(QGroupBox):
             details = {"role": row["role_detail"], "spacing": row["spacing"],
                        **{k: v for k, v in raw.items() if k in TIP_KEYS and v not in (None, "")}}
             tip = "\n".join(f"{k}: {v}" for k, v in details.items())
-            for c, (key, _) in enumerate(SERIES_COLUMNS):
+            for c, (key, _title) in enumerate(SERIES_COLUMNS):
                 item = QTableWidgetItem(row[key])
                 item.setToolTip(tip)
                 self.table.setItem(r, c, item)
         self.table.resizeRowsToContents()
-        height = self.table.horizontalHeader().height() + sum(self.table.rowHeight(r) for r in range(len(rows))) + 4
-        self.table.setFixedHeight(min(max(height, 60), 220))
+        header = self.table.horizontalHeader()
+        rows_height = sum(self.table.rowHeight(r) for r in range(len(rows)))
+        self.table.setFixedHeight(min(max((header.height() if header else 0) + rows_height + 4, 60), 220))
 
     def _set_saving(self, enabled: bool) -> None:
         self.save_button.setEnabled(enabled)
@@ -207,7 +209,7 @@ class StudyPanel(QGroupBox):
             path, _ = QFileDialog.getSaveFileName(self, "Save result on a source grid", "", SAVE_FILTER)
             if not path:
                 return None
-        sequence = grid or self.grid_combo.currentData() or self.study.reference
+        sequence: str = grid or self.grid_combo.currentData() or self.study.reference or ""
         model = lightseg_metadata(layer.metadata).get("model") or layer.name
         inputs = [p for p in (self.folder, *viewer_source_files()) if p]
         try:

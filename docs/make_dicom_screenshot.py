@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         segment.model_combo.setCurrentIndex(segment.model_combo.findData(args.model))
         segment.run()
         _wait(lambda: not segment.runner.running)
+        viewer.reset_view()  # fit the canvas as resized by the dock
         go_to_tumour(viewer)
         print(save_screenshot(viewer, args.out))
         viewer.close()

@@ -155,6 +155,7 @@ def test_widget_shows_the_series_table_and_runs_in_the_worker(dicom_widget, qtbo
     assert roles[:4] == ["FLAIR", "T1", "T1ce", "T2"] and roles[4].startswith("not used")
     assert [panel.table.item(r, 0).text() for r in range(5)] == ["2", "3", "4", "5", str(EXTRA_NUMBER)]
     assert not panel.save_button.isEnabled()  # only after a run
+    assert "scanner coordinates" in panel.folder_label.text()
     flair = next(layer for layer in viewer.layers if layer.name.endswith("FLAIR"))
     before = np.array(flair.data, copy=True)
 
@@ -166,6 +167,7 @@ def test_widget_shows_the_series_table_and_runs_in_the_worker(dicom_widget, qtbo
     assert run["cpu_s"] > 0 and "register_s" in widget.runs_csv().splitlines()[0]
     study = panel.study
     assert study is not None and study.alignment["flair"].registered and panel.save_button.isEnabled()
+    assert "(registered)" in panel.folder_label.text()
     assert np.shape(flair.data) == before.shape and not np.array_equal(flair.data, before)  # registered image in place
     assert np.array_equal(flair.data, study.images["flair"])
     assert any("brain extraction skipped" in note for note in study.notes)

@@ -12,7 +12,7 @@ from typing import Any
 
 import napari
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -128,10 +128,7 @@ class StudyPanel(QGroupBox):
         self.setVisible(source is not None)
         if source is None:
             return
-        how = "registered" if source.get("aligned") == "registered" else "scanner coordinates; Run registers"
-        reference = SEQUENCE_TITLES.get(source.get("reference") or "", "reference")
-        self.folder_label.setText(f"DICOM {Path(source[DICOM_FOLDER_KEY]).name}: on the {reference} grid ({how})")
-        self.folder_label.setToolTip(source[DICOM_FOLDER_KEY])
+        self._show_header()
         choices = series_choices(source.get(SERIES_TABLE_KEY, []))
         assigned = source.get(ASSIGNED_KEY, {})
         for seq, combo in self.series_combos.items():
@@ -142,6 +139,13 @@ class StudyPanel(QGroupBox):
             combo.setCurrentIndex(max(combo.findData(assigned.get(seq)), 0))
             combo.blockSignals(False)
         self._refresh_roles()
+
+    def _show_header(self) -> None:
+        source = self.source or {}
+        how = "registered" if source.get("aligned") == "registered" else "scanner coordinates; Run registers"
+        reference = SEQUENCE_TITLES.get(source.get("reference") or "", "reference")
+        self.folder_label.setText(f"DICOM {Path(source.get(DICOM_FOLDER_KEY, '')).name}: on the {reference} grid ({how})")
+        self.folder_label.setToolTip(source.get(DICOM_FOLDER_KEY, ""))
 
     def overrides(self) -> dict[str, str]:
         """Sequence -> SeriesInstanceUID as chosen in the combos (all four: what you see is what runs)."""
@@ -164,10 +168,19 @@ class StudyPanel(QGroupBox):
                 item = QTableWidgetItem(row[key])
                 item.setToolTip(tip)
                 self.table.setItem(r, c, item)
+        self._fit_table()
+
+    def _fit_table(self) -> None:
+        """Tall enough for every row (up to a cap): header and row heights are only final once shown."""
         self.table.resizeRowsToContents()
         header = self.table.horizontalHeader()
-        rows_height = sum(self.table.rowHeight(r) for r in range(len(rows)))
-        self.table.setFixedHeight(min(max((header.height() if header else 0) + rows_height + 4, 60), 220))
+        rows_height = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        header_height = max(header.height(), header.sizeHint().height()) if header else 0
+        self.table.setFixedHeight(min(max(header_height + rows_height + 2 * self.table.frameWidth() + 8, 60), 240))
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        QTimer.singleShot(0, self._fit_table)
 
     def _set_saving(self, enabled: bool) -> None:
         self.save_button.setEnabled(enabled)
@@ -191,6 +204,7 @@ class StudyPanel(QGroupBox):
                 add_or_replace(self.viewer, data, kwargs, kind)
         if layers:
             self.source = {**source, **layers[0][1]["metadata"][METADATA_KEY]}
+            self._show_header()
         self.grid_combo.clear()
         for seq in study.alignment:
             self.grid_combo.addItem(f"on {SEQUENCE_TITLES.get(seq, seq)}", seq)

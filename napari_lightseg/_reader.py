@@ -22,11 +22,12 @@ import nibabel as nib
 import numpy as np
 
 from .clinical import DEFAULT_REFERENCE, dicom_folder
+from .clinical_view import nifti_series_table
 from .io import CONVENTIONS, StudyError, discover, is_nifti, load_study, role_of, to_internal
 from .io.labels import LabelError, read_label_sidecar
 from .io.naming import SEGMENTATION, case_name, strip_nifti_suffix
 from .io.nifti import Geometry, load_nifti
-from .layers import METADATA_KEY, LayerData, dicom_study_layers, labels_layer, spatial_kwargs, study_layers
+from .layers import METADATA_KEY, LayerData, clinical_study_layers, labels_layer, spatial_kwargs, study_layers
 
 PLUGIN_NAME = "napari-lightseg"
 NIFTI_INTENT_LABEL = 1002
@@ -76,7 +77,7 @@ def read_dicom_study(path: str | list[str]) -> list[LayerData]:
     read_s = time.perf_counter() - started
     study = align_study(volumes, DEFAULT_REFERENCE, register=False, name=folder.name)
     study.timings_s["read"] = read_s
-    return dicom_study_layers(study, str(folder), [info.as_row() for info in series])
+    return clinical_study_layers(study, [str(folder)], [info.as_row() for info in series], dicom_folder=str(folder))
 
 
 def read_study(path: str | list[str]) -> list[LayerData]:
@@ -93,7 +94,12 @@ def read_study(path: str | list[str]) -> list[LayerData]:
                 return [read_mask(single, data, img, sidecar["convention"] if sidecar else None)]
             if role_of(single) in (SEGMENTATION, None):
                 return [_plain_image(single, data, Geometry.from_image(img))]
-    return study_layers(load_study(discover(list(paths) if len(paths) > 1 else paths[0])))
+    files = discover(list(paths) if len(paths) > 1 else paths[0])
+    study = load_study(files, align=True, register=False)  # sequences on other grids: the scanner's coordinates
+    if study.alignment:  # NIfTI on different grids: the segment widget's Run registers them (clinical path)
+        inputs = [str(p) for p in files.sequences.values()]
+        return clinical_study_layers(study, inputs, nifti_series_table(study))
+    return study_layers(study)
 
 
 def is_label_volume(path: Path, data: np.ndarray, img: nib.Nifti1Image) -> bool:

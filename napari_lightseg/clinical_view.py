@@ -19,6 +19,7 @@ from .progress import CancelCallback, ProgressCallback
 SERIES_COLUMNS = (("number", "#"), ("description", "description"), ("size", "size"), ("role", "role"))
 # layer metadata keys (under metadata["lightseg"]) a DICOM study's image layers carry
 DICOM_FOLDER_KEY = "dicom_folder"
+INPUTS_KEY = "clinical_inputs"  # what ``clinical.open_study`` re-opens: [DICOM folder] or the NIfTI files
 SERIES_TABLE_KEY = "series_table"
 ASSIGNED_KEY = "series_assigned"
 OPEN_SHARE = 0.5  # of the progress bar: opening (read, register, extract); the rest is the model
@@ -76,14 +77,26 @@ def check_overrides(overrides: Mapping[str, str], table: Sequence[Mapping[str, A
     return dict(overrides)
 
 
-def dicom_source(metadata: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The DICOM study behind the chosen sequence layers (their plugin metadata), if they all come from
-    the same DICOM folder; else None (NIfTI layers, or layers of different studies)."""
+def clinical_source(metadata: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The clinical study behind the chosen sequence layers (their plugin metadata), if they all come from
+    the same one (a DICOM folder, or NIfTI files on different grids); else None (a study on one grid,
+    or layers of different studies)."""
     metas = list(metadata)
-    folders = {m.get(DICOM_FOLDER_KEY) for m in metas}
-    if not metas or len(folders) != 1 or None in folders:
+    inputs = {tuple(m.get(INPUTS_KEY) or ()) for m in metas}
+    if not metas or len(inputs) != 1 or () in inputs:
         return None
     return dict(metas[0])
+
+
+def nifti_series_table(study: Study) -> list[dict[str, Any]]:
+    """The series table of NIfTI files on different grids: one row per file (its name, size, spacing)."""
+    rows = []
+    for sequence, record in study.alignment.items():
+        volume = record.volume
+        rows.append({"number": None, "description": Path(volume.source).name, "size": "x".join(map(str, volume.size)),
+                     "spacing_mm": "x".join(f"{v:.3g}" for v in volume.image.GetSpacing()), "sequence": sequence,
+                     "usable": True, "reason": "", "series_uid": volume.source})
+    return rows
 
 
 def open_and_segment(inputs: str | Path | Sequence[str | Path], card, backend: str | None = None, *,

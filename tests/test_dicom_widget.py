@@ -18,9 +18,10 @@ from napari_lightseg._reader import get_reader, read_dicom_study, read_study
 from napari_lightseg.clinical_view import (
     ASSIGNED_KEY,
     DICOM_FOLDER_KEY,
+    INPUTS_KEY,
     SERIES_TABLE_KEY,
     check_overrides,
-    dicom_source,
+    clinical_source,
     series_choices,
     series_rows,
 )
@@ -76,6 +77,7 @@ def test_reader_opens_a_dicom_folder_on_the_t1ce_grid(dicom_study: Path) -> None
     assert shapes == {t1ce.size[::-1]}  # every sequence on the reference (T1ce) grid, display order z, y, x
     for meta in metas:
         assert meta[DICOM_FOLDER_KEY] == str(dicom_study) and meta["aligned"] == "scanner coordinates"
+        assert meta[INPUTS_KEY] == [str(dicom_study)]
         numbers = [row["number"] for row in meta[SERIES_TABLE_KEY]]
         assert numbers == [2, 3, 4, 5, EXTRA_NUMBER]
         assert set(meta[ASSIGNED_KEY]) == {"flair", "t1", "t1ce", "t2"}
@@ -113,8 +115,9 @@ def test_series_table_rows_and_overrides() -> None:
     assert check_overrides({"flair": "1.9", "t2": "1.2"}) == {"flair": "1.9", "t2": "1.2"}
     with pytest.raises(StudyError, match="#2 AX T2 FLAIR is chosen for FLAIR and T2"):
         check_overrides({"flair": "1.2", "t2": "1.2"}, table)
-    assert dicom_source([{DICOM_FOLDER_KEY: "/a"}, {DICOM_FOLDER_KEY: "/a"}]) == {DICOM_FOLDER_KEY: "/a"}
-    assert dicom_source([{DICOM_FOLDER_KEY: "/a"}, {}]) is None and dicom_source([]) is None
+    assert clinical_source([{INPUTS_KEY: ["/a"]}, {INPUTS_KEY: ["/a"]}]) == {INPUTS_KEY: ["/a"]}
+    assert clinical_source([{INPUTS_KEY: ["/a"]}, {INPUTS_KEY: ["/b"]}]) is None
+    assert clinical_source([{INPUTS_KEY: ["/a"]}, {}]) is None and clinical_source([]) is None
 
 
 # ----------------------------------------------------------------------------- widget (viewer)
@@ -264,3 +267,37 @@ def test_real_case_dicom_study_in_the_widget(make_napari_viewer, data_root: Path
     unperturbed = wt_dice(original.labels, original.geometry)
     print(f"WT Dice: DICOM study {dicom:.3f}, original case {unperturbed:.3f}; run: {widget.runs[-1]}")
     assert dicom >= 0.9 * unperturbed and widget.runs[-1]["register_s"] > 0
+
+
+@pytest.mark.viewer
+def test_nifti_on_different_grids_goes_the_same_way(make_napari_viewer, tiny_card, qtbot, tmp_path: Path) -> None:
+    """NIfTI files on their own grids open on the T1ce grid (no refusal), and Run registers them."""
+    from napari_lightseg._qt.segment_widget import SegmentWidget
+
+    study = blob_study(shape=(24, 40, 36))
+    case = tmp_path / "case"
+    case.mkdir()
+    for sequence, data in study.images.items():
+        image = sitk_from_array(study.geometry.to_disk(data), study.geometry)
+        sitk.WriteImage(perturb(image, GRIDS[sequence]) if sequence in GRIDS else image, str(case / f"c_{sequence}.nii.gz"))
+    layers = get_reader(str(case))(str(case))
+    meta = layers[0][1]["metadata"][METADATA_KEY]
+    assert DICOM_FOLDER_KEY not in meta and len(meta[INPUTS_KEY]) == 4 and len(meta[SERIES_TABLE_KEY]) == 4
+    assert {np.shape(data) for data, _, _ in layers} == {study.images["t1ce"].shape}
+
+    viewer = make_napari_viewer()
+    viewer.open(str(case), plugin="napari-lightseg")
+    widget = SegmentWidget(viewer)
+    widget.cards[tiny_card.name] = tiny_card
+    widget.model_combo.addItem(tiny_card.short_label(), tiny_card.name)
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData(tiny_card.name))
+    panel = widget.study_panel
+    assert not panel.isHidden() and panel.series_box.isHidden() and panel.overrides() == {}
+    assert "NIfTI" in panel.folder_label.text()
+    assert [panel.table.item(r, 1).text() for r in range(4)] == [f"c_{s}.nii.gz" for s in ("flair", "t1", "t1ce", "t2")]
+    _run(widget, qtbot)
+    assert panel.study is not None and panel.study.alignment["flair"].registered, widget.status.text()
+    assert widget.runs[-1]["register_s"] > 0
+    flair_grid = panel.save_result(tmp_path / "on_flair.nii.gz", grid="flair")
+    assert flair_grid is not None and nib.load(flair_grid).shape == nib.load(case / "c_flair.nii.gz").shape
+    assert panel.save_result(tmp_path / "seg.dcm") is None and "DICOM" in panel.message.text()

@@ -28,7 +28,7 @@ from .. import engine
 from .._reader import prefer_lightseg_reader
 from ..backends import backend_choices
 from ..backends.registry import default_threads
-from ..clinical_view import dicom_source, open_and_segment
+from ..clinical_view import clinical_source, open_and_segment
 from ..display import tumour_center_slice
 from ..io import SEQUENCE_TITLES, SEQUENCES, StudyError
 from ..layers import boxes_layers, labels_layer, lightseg_metadata, sequence_layers, study_from_layers
@@ -63,7 +63,7 @@ class SegmentWidget(QWidget):
             self.sequence_combos[seq] = compact_combo()
             seq_form.addRow(SEQUENCE_TITLES[seq], self.sequence_combos[seq])
         layout.addWidget(seq_box)
-        self.study_panel = StudyPanel(self.viewer)  # shown when the chosen sequences come from a DICOM folder
+        self.study_panel = StudyPanel(self.viewer)  # shown for a DICOM study (or NIfTI on different grids)
         layout.addWidget(self.study_panel)
 
         model_form = QFormLayout()
@@ -155,9 +155,10 @@ class SegmentWidget(QWidget):
         self._refresh_study()
 
     def _refresh_study(self, *_):
-        """The Study group follows the chosen layers: shown when they all come from one DICOM folder."""
+        """The Study group follows the chosen layers: shown when they come from one DICOM folder (or NIfTI
+        files on different grids)."""
         chosen = [self.viewer.layers[c.currentText()] for c in self.sequence_combos.values() if c.currentText() in self.viewer.layers]
-        self.study_panel.show_source(dicom_source(lightseg_metadata(layer.metadata) for layer in chosen))
+        self.study_panel.show_source(clinical_source(lightseg_metadata(layer.metadata) for layer in chosen))
 
     def _on_model_changed(self, *_):
         card = self.card
@@ -187,13 +188,13 @@ class SegmentWidget(QWidget):
             return None
         if self.param_spins:
             card = replace(card, parameters={**card.parameters, **{k: s.value() for k, s in self.param_spins.items()}})
-        if self.study_panel.folder:  # a DICOM study: re-open it registered and brain-extracted, then segment
+        if self.study_panel.inputs:  # a clinical study: re-open it registered and brain-extracted, then segment
             try:
                 overrides = self.study_panel.overrides()
             except StudyError as exc:
                 self.status.setText(str(exc))
                 return None
-            return self.runner.start(card.name, open_and_segment, self._on_clinical_result, self.study_panel.folder, card,
+            return self.runner.start(card.name, open_and_segment, self._on_clinical_result, self.study_panel.inputs, card,
                                      self.backend_combo.currentText() or None, sequences=overrides,
                                      brain=self.study_panel.brain_mode(), threads=self.threads.value())
         return self.runner.start(card.name, engine.run, self._on_result, study, card,

@@ -34,15 +34,17 @@ from .._writer import viewer_source_files
 from ..clinical_view import (
     ASSIGNED_KEY,
     DICOM_FOLDER_KEY,
+    INPUTS_KEY,
     SERIES_COLUMNS,
     SERIES_TABLE_KEY,
     check_overrides,
+    nifti_series_table,
     series_choices,
     series_rows,
 )
 from ..io import SEQUENCE_TITLES, SEQUENCES, StudyError
 from ..io.study import Study
-from ..layers import METADATA_KEY, dicom_study_layers, lightseg_metadata
+from ..layers import METADATA_KEY, clinical_study_layers, lightseg_metadata
 from .common import add_or_replace, compact_combo
 from .results import focused_result
 
@@ -51,12 +53,12 @@ SAVE_FILTER = "DICOM-SEG (*.dcm);;NIfTI + label sidecar (*.nii.gz *.nii)"
 
 
 class StudyPanel(QGroupBox):
-    """Series table, per-sequence series, brain extraction and "Save result…" for a DICOM study."""
+    """Series table, per-sequence series, brain extraction and "Save result…" for a clinical study."""
 
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None):
         super().__init__("Study", parent)
         self.viewer = viewer
-        self.source: dict[str, Any] | None = None  # plugin metadata of the chosen layers' DICOM study
+        self.source: dict[str, Any] | None = None  # plugin metadata of the chosen layers' clinical study
         self.study: Study | None = None  # the last run's clinical Study: saving needs its alignment
         layout = QVBoxLayout(self)
         self.folder_label = QLabel("")
@@ -78,13 +80,17 @@ class StudyPanel(QGroupBox):
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setToolTip("Every series in the folder; hover a row for spacing, TR/TE/TI and how its role was decided")
         layout.addWidget(self.table)
-        form = QFormLayout()
-        form.addRow(QLabel("Series used:"))
+        self.series_box = QWidget()  # DICOM only: NIfTI files are named by sequence, nothing to choose
+        series_form = QFormLayout(self.series_box)
+        series_form.setContentsMargins(0, 0, 0, 0)
+        series_form.addRow(QLabel("Series used:"))
         self.series_combos = {seq: compact_combo(8) for seq in SEQUENCES}
         for seq, combo in self.series_combos.items():
             combo.setToolTip(f"The series used as {SEQUENCE_TITLES[seq]} (the header rules chose the first)")
             combo.currentIndexChanged.connect(self._refresh_roles)
-            form.addRow(SEQUENCE_TITLES[seq], combo)
+            series_form.addRow(SEQUENCE_TITLES[seq], combo)
+        layout.addWidget(self.series_box)
+        form = QFormLayout()
         self.brain_combo = compact_combo(6)
         self.brain_combo.addItems(clinical.BRAIN_MODES)
         self.brain_combo.setToolTip("Brain extraction. auto: extract unless the images look skull-stripped; force; skip")
@@ -108,19 +114,25 @@ class StudyPanel(QGroupBox):
     # ----------------------------------------------------------------- state
     @property
     def folder(self) -> str | None:
+        """The DICOM folder (None for NIfTI files on different grids)."""
         return self.source.get(DICOM_FOLDER_KEY) if self.source else None
+
+    @property
+    def inputs(self) -> list[str]:
+        """What ``clinical.open_study`` re-opens: [the DICOM folder] or the NIfTI files; [] when hidden."""
+        return list(self.source.get(INPUTS_KEY) or []) if self.source else []
 
     def controls(self) -> list[QWidget]:
         """What a running task must disable."""
         return [*self.series_combos.values(), self.brain_combo, self.grid_combo, self.save_button]
 
     def show_source(self, source: dict[str, Any] | None) -> None:
-        """Show (or hide, for None) the DICOM study the chosen layers come from; a new folder resets the panel.
+        """Show (or hide, for None) the clinical study the chosen layers come from; a new study resets the panel.
         The same study again (any layer added, e.g. a result) keeps the user's series choices."""
         if source is not None and self.source is not None and _same_study(source, self.source):
             self.source = source
             return
-        if (source or {}).get(DICOM_FOLDER_KEY) != self.folder:
+        if list((source or {}).get(INPUTS_KEY) or []) != self.inputs:
             self.study = None
             self._set_saving(False)
             self.message.setText("")
@@ -129,6 +141,7 @@ class StudyPanel(QGroupBox):
         if source is None:
             return
         self._show_header()
+        self.series_box.setVisible(DICOM_FOLDER_KEY in source)
         choices = series_choices(source.get(SERIES_TABLE_KEY, []))
         assigned = source.get(ASSIGNED_KEY, {})
         for seq, combo in self.series_combos.items():
@@ -144,11 +157,15 @@ class StudyPanel(QGroupBox):
         source = self.source or {}
         how = "registered" if source.get("aligned") == "registered" else "scanner coordinates; Run registers"
         reference = SEQUENCE_TITLES.get(source.get("reference") or "", "reference")
-        self.folder_label.setText(f"DICOM {Path(source.get(DICOM_FOLDER_KEY, '')).name}: on the {reference} grid ({how})")
-        self.folder_label.setToolTip(source.get(DICOM_FOLDER_KEY, ""))
+        kind = f"DICOM {Path(self.folder).name}" if self.folder else f"NIfTI {source.get('study', '')} (grids differ)"
+        self.folder_label.setText(f"{kind}: on the {reference} grid ({how})")
+        self.folder_label.setToolTip("\n".join(self.inputs))
 
     def overrides(self) -> dict[str, str]:
-        """Sequence -> SeriesInstanceUID as chosen in the combos (all four: what you see is what runs)."""
+        """Sequence -> SeriesInstanceUID as chosen in the combos (all four: what you see is what runs);
+        {} for NIfTI files (their names say the sequence)."""
+        if not self.folder:
+            return {}
         chosen = {seq: combo.currentData() for seq, combo in self.series_combos.items() if combo.currentData()}
         return check_overrides(chosen, (self.source or {}).get(SERIES_TABLE_KEY, []))
 
@@ -192,7 +209,8 @@ class StudyPanel(QGroupBox):
         quick ones: same names, same reference grid, so the data is swapped in place when the shape matches."""
         self.study = study
         source = self.source or {}
-        layers = dicom_study_layers(study, source.get(DICOM_FOLDER_KEY, ""), source.get(SERIES_TABLE_KEY, []))
+        table = source.get(SERIES_TABLE_KEY, []) if self.folder else nifti_series_table(study)
+        layers = clinical_study_layers(study, self.inputs, table, dicom_folder=self.folder)
         for data, kwargs, kind in layers:
             name = kwargs["name"]
             if name in self.viewer.layers and np.shape(self.viewer.layers[name].data) == np.shape(data):
@@ -225,7 +243,7 @@ class StudyPanel(QGroupBox):
                 return None
         sequence: str = grid or self.grid_combo.currentData() or self.study.reference or ""
         model = lightseg_metadata(layer.metadata).get("model") or layer.name
-        inputs = [p for p in (self.folder, *viewer_source_files()) if p]
+        inputs = [p for p in (*self.inputs, *viewer_source_files()) if p]
         try:
             saved = clinical.save_mask_file(path, np.asarray(layer.data), self.study, grid=sequence, model_name=model,
                                             inputs=inputs)
@@ -237,4 +255,4 @@ class StudyPanel(QGroupBox):
 
 
 def _same_study(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(a.get(key) == b.get(key) for key in (DICOM_FOLDER_KEY, ASSIGNED_KEY, "aligned"))
+    return all(a.get(key) == b.get(key) for key in (INPUTS_KEY, ASSIGNED_KEY, "aligned"))

@@ -236,12 +236,11 @@ def test_save_on_native_grids(dicom_widget, dicom_study: Path, qtbot, tmp_path: 
 
 @pytest.mark.viewer
 @pytest.mark.slow
-def test_real_case_dicom_study_in_the_widget(make_napari_viewer, data_root: Path, tmp_path: Path, qtbot) -> None:
+def test_real_case_dicom_study_in_the_widget(make_napari_viewer, data_root: Path, tmp_path: Path, qtbot,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A real case as DICOM series on clinical grids with patient motion: dragged in, run, registered result."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
-    from make_dicom_screenshot import write_study
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "docs"))
+    from make_dicom_screenshot import write_study  # the study the README's screenshot shows
 
     from napari_lightseg import engine
     from napari_lightseg._qt.segment_widget import SegmentWidget

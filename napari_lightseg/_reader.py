@@ -1,4 +1,4 @@
-"""npe2 reader: a case folder, a set of sequence files, a single NIfTI, or a 4D study file.
+"""npe2 reader: a case folder, a set of sequence files, a single NIfTI, a 4D study file, or a DICOM study folder.
 
 ``get_reader`` never raises: it returns None for paths it cannot read. Problems found while
 reading (a truncated file, mismatched grids) raise ``StudyError``: one line naming the file,
@@ -12,18 +12,22 @@ NIFTI_INTENT_LABEL, its name says "seg", or its values form a label set (a few i
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
+from .clinical import DEFAULT_REFERENCE, dicom_folder
+from .clinical_view import nifti_series_table
 from .io import CONVENTIONS, StudyError, discover, is_nifti, load_study, role_of, to_internal
 from .io.labels import LabelError, read_label_sidecar
 from .io.naming import SEGMENTATION, case_name, strip_nifti_suffix
 from .io.nifti import Geometry, load_nifti
-from .layers import METADATA_KEY, LayerData, labels_layer, spatial_kwargs, study_layers
+from .layers import METADATA_KEY, LayerData, clinical_study_layers, labels_layer, spatial_kwargs, study_layers
 
 PLUGIN_NAME = "napari-lightseg"
 NIFTI_INTENT_LABEL = 1002
@@ -47,16 +51,40 @@ def get_reader(path: str | list[str]) -> Reader | None:
 
 
 def _folder_reader(folder: Path) -> Reader | None:
-    """A folder with NIfTI files is a case folder. (Extension point: a folder without NIfTI may be a
-    DICOM series; return its reader here when ``io.dicom`` exists.)"""
+    """A folder with NIfTI files is a case folder; one with DICOM files (any depth, no NIfTI) a DICOM
+    study. Cheap: at most a few hundred 132-byte file preambles are read to tell (``dicom_folder``)."""
     if any(is_nifti(f) for f in folder.iterdir()):
         return read_study
-    return None
+    return read_dicom_study if dicom_folder([folder]) is not None else None
+
+
+def read_dicom_study(path: str | list[str]) -> list[LayerData]:
+    """A DICOM study folder, fast (about a second): headers, the four identified series, resampled onto
+    the reference (T1ce) grid through the scanner's coordinates only. No registration or brain
+    extraction here: the segment widget's Run does both in its worker (``clinical.open_study``).
+
+    Ambiguous or missing sequences raise StudyError (one line listing the series): napari shows it.
+    """
+    from .io.dicom import find_dicom_series, identify_sequences, read_series
+    from .preprocess.registration import align_study
+
+    folder = Path(path[0] if isinstance(path, list) else path)
+    started = time.perf_counter()
+    series = find_dicom_series(folder)
+    chosen = identify_sequences(series)
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:  # GDCM decoding releases the GIL
+        volumes = dict(zip(chosen, pool.map(read_series, chosen.values())))
+    read_s = time.perf_counter() - started
+    study = align_study(volumes, DEFAULT_REFERENCE, register=False, name=folder.name)
+    study.timings_s["read"] = read_s
+    return clinical_study_layers(study, [str(folder)], [info.as_row() for info in series], dicom_folder=str(folder))
 
 
 def read_study(path: str | list[str]) -> list[LayerData]:
     """Layers for a study. A lone mask opens as labels; a lone other 3D file as an image."""
     paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
+    if len(paths) == 1 and paths[0].is_dir() and dicom_folder(paths) is not None:  # `lightseg view DICOM_FOLDER`
+        return read_dicom_study(str(paths[0]))
     single = paths[0] if len(paths) == 1 and paths[0].is_file() else None
     if single is not None:
         data, img = load_nifti(single, allow_4d=True)
@@ -66,7 +94,12 @@ def read_study(path: str | list[str]) -> list[LayerData]:
                 return [read_mask(single, data, img, sidecar["convention"] if sidecar else None)]
             if role_of(single) in (SEGMENTATION, None):
                 return [_plain_image(single, data, Geometry.from_image(img))]
-    return study_layers(load_study(discover(list(paths) if len(paths) > 1 else paths[0])))
+    files = discover(list(paths) if len(paths) > 1 else paths[0])
+    study = load_study(files, align=True, register=False)  # sequences on other grids: the scanner's coordinates
+    if study.alignment:  # NIfTI on different grids: the segment widget's Run registers them (clinical path)
+        inputs = [str(p) for p in files.sequences.values()]
+        return clinical_study_layers(study, inputs, nifti_series_table(study))
+    return study_layers(study)
 
 
 def is_label_volume(path: Path, data: np.ndarray, img: nib.Nifti1Image) -> bool:

@@ -155,3 +155,22 @@ def grid_mismatch(reference, masks: list) -> str | None:
             return (f"{mask.name}: on another grid than {reference.name} "
                     f"({geometry.describe_difference(ref_geometry)}); not compared")
     return None
+
+
+def clinical_study_layers(study: Study, inputs: list[str], series_table: list[dict[str, Any]], *,
+                          dicom_folder: str | None = None) -> list[LayerData]:
+    """Layers of a study opened through the clinical path (a DICOM folder, or NIfTI files on different
+    grids). Image layers also carry the inputs, the series table (every series found,
+    ``SeriesInfo.as_row()``; for NIfTI one row per file) and which series each sequence uses, so the
+    segment widget can show the table and re-open the study with registration and brain extraction."""
+    assigned = {seq: record.volume.series_uid or record.volume.source for seq, record in study.alignment.items()}
+    extra: dict[str, Any] = dict(clinical_inputs=list(inputs), series_table=series_table, series_assigned=assigned,
+                                 reference=study.reference,
+                                 aligned="registered" if any(r.registered for r in study.alignment.values()) else "scanner coordinates")
+    if dicom_folder is not None:
+        extra["dicom_folder"] = str(dicom_folder)
+    layers = study_layers(study)
+    for _, kwargs, kind in layers:
+        if kind == "image":
+            kwargs["metadata"][METADATA_KEY].update(extra)
+    return layers

@@ -28,16 +28,20 @@ from .. import engine
 from .._reader import prefer_lightseg_reader
 from ..backends import backend_choices
 from ..backends.registry import default_threads
+from ..clinical_view import clinical_source, open_and_segment
 from ..display import tumour_center_slice
-from ..io import SEQUENCE_TITLES, SEQUENCES
-from ..layers import boxes_layers, labels_layer, sequence_layers, study_from_layers
+from ..io import SEQUENCE_TITLES, SEQUENCES, StudyError
+from ..layers import boxes_layers, labels_layer, lightseg_metadata, sequence_layers, study_from_layers
 from ..models import list_cards
 from .common import add_or_replace, compact_combo, scrolling_body
 from .results import ResultPanel, focus_result, install_orientation_markers
+from .study_panel import StudyPanel
 from .view3d import show_2d, show_3d
 from .worker import TaskRunner
 
-RUN_COLUMNS = ("model", "backend", "provider", "total_s", "inference_s", "ms_per_slice", "NCR_ml", "ED_ml", "ET_ml", "WT_ml")
+RUN_COLUMNS = ("model", "backend", "provider", "total_s", "read_s", "register_s", "resample_s", "extract_s", "inference_s",
+               "ms_per_slice", "cpu_s", "energy_j", "NCR_ml", "ED_ml", "ET_ml", "WT_ml")
+STAGE_COLUMNS = ("read", "register", "resample", "extract")  # the study's stages (DICOM runs); "" when not run
 # what fits a dock: the rest is in each row's tooltip and in the CSV
 TABLE_COLUMNS = (("model", "model"), ("total_s", "total s"), ("ms_per_slice", "ms/slice"), ("WT_ml", "WT mL"))
 
@@ -59,6 +63,8 @@ class SegmentWidget(QWidget):
             self.sequence_combos[seq] = compact_combo()
             seq_form.addRow(SEQUENCE_TITLES[seq], self.sequence_combos[seq])
         layout.addWidget(seq_box)
+        self.study_panel = StudyPanel(self.viewer)  # shown for a DICOM study (or NIfTI on different grids)
+        layout.addWidget(self.study_panel)
 
         model_form = QFormLayout()
         self.model_combo = compact_combo()
@@ -111,7 +117,7 @@ class SegmentWidget(QWidget):
 
         self.runner = TaskRunner(self.status, self.progress, (
             self.run_button, self.detect_button, self.model_combo, self.backend_combo, self.threads, self.param_box,
-            *self.sequence_combos.values()), self.cancel_button, parent=self)
+            *self.sequence_combos.values(), *self.study_panel.controls()), self.cancel_button, parent=self)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.run_button.clicked.connect(self.run)
         self.detect_button.clicked.connect(self.detect)
@@ -119,6 +125,8 @@ class SegmentWidget(QWidget):
         self.copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.runs_csv()))
         self.viewer.layers.events.inserted.connect(self._refresh_sequences)
         self.viewer.layers.events.removed.connect(self._refresh_sequences)
+        for combo in self.sequence_combos.values():
+            combo.currentTextChanged.connect(self._refresh_study)
         self._refresh_sequences()
         self._on_model_changed()
         self._refresh_table()
@@ -144,6 +152,13 @@ class SegmentWidget(QWidget):
             combo.addItems(["", *names])
             combo.setCurrentText(current if current in names else (found[seq][-1] if found[seq] else ""))
             combo.blockSignals(False)
+        self._refresh_study()
+
+    def _refresh_study(self, *_):
+        """The Study group follows the chosen layers: shown when they come from one DICOM folder (or NIfTI
+        files on different grids)."""
+        chosen = [self.viewer.layers[c.currentText()] for c in self.sequence_combos.values() if c.currentText() in self.viewer.layers]
+        self.study_panel.show_source(clinical_source(lightseg_metadata(layer.metadata) for layer in chosen))
 
     def _on_model_changed(self, *_):
         card = self.card
@@ -173,6 +188,15 @@ class SegmentWidget(QWidget):
             return None
         if self.param_spins:
             card = replace(card, parameters={**card.parameters, **{k: s.value() for k, s in self.param_spins.items()}})
+        if self.study_panel.inputs:  # a clinical study: re-open it registered and brain-extracted, then segment
+            try:
+                overrides = self.study_panel.overrides()
+            except StudyError as exc:
+                self.status.setText(str(exc))
+                return None
+            return self.runner.start(card.name, open_and_segment, self._on_clinical_result, self.study_panel.inputs, card,
+                                     self.backend_combo.currentText() or None, sequences=overrides,
+                                     brain=self.study_panel.brain_mode(), threads=self.threads.value())
         return self.runner.start(card.name, engine.run, self._on_result, study, card,
                                  self.backend_combo.currentText() or None, threads=self.threads.value())
 
@@ -205,6 +229,11 @@ class SegmentWidget(QWidget):
         self.status.setText(f"PCNN detection: box z {z0}-{z1}, y {y0}-{y1}, x {x0}-{x1} (display voxels), "
                             f"{len(detection.slice_boxes)} slice boxes")
 
+    def _on_clinical_result(self, outcome):
+        study, result = outcome
+        self.study_panel.adopt(study)  # registered (and brain-extracted) images replace the quick ones
+        self._on_result(result)
+
     def _on_result(self, result: engine.Result):
         name = f"{result.model}"
         data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=result.study_name,
@@ -224,7 +253,9 @@ class SegmentWidget(QWidget):
         t, v = result.timings_s, result.volumes_ml
         self.runs.append({"model": result.model, "backend": result.backend, "provider": result.provider,
                           "total_s": round(t["total"], 3), "inference_s": round(t["inference"], 3),
-                          "ms_per_slice": round(result.ms_per_slice, 2), "NCR_ml": round(v["NCR"], 2),
+                          **{f"{stage}_s": round(t[stage], 3) if stage in t else "" for stage in STAGE_COLUMNS},
+                          "ms_per_slice": round(result.ms_per_slice, 2), "cpu_s": round(result.cpu_s, 2),
+                          "energy_j": round(result.energy_j, 1), "NCR_ml": round(v["NCR"], 2),
                           "ED_ml": round(v["ED"], 2), "ET_ml": round(v["ET"], 2), "WT_ml": round(v["WT"], 2)})
         self._refresh_table()
         notes = ("  " + "; ".join(result.notes)) if result.notes else ""

@@ -166,7 +166,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     if not args.screenshot:
         return open_viewer(case=args.case, sample=args.sample, model=args.model, three_d=args.three_d)
-    inputs = _study_inputs([args.case]) if args.case else []
+    from .clinical import dicom_folder
+
+    # a DICOM folder protects every file in it; NIfTI studies also protect the study files beside them
+    inputs = ([args.case] if dicom_folder([args.case]) else _study_inputs([args.case])) if args.case else []
     with OutputPlan(inputs, overwrite=args.overwrite) as plan:
         temp = plan.add(args.screenshot, "screenshot")  # an input is named as such, before the suffix
         _require_suffix(args.screenshot, "--screenshot", (".png",))

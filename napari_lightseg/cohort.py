@@ -34,7 +34,6 @@ import io
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 import traceback
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import StudyError, is_nifti
+from .io.outputs import write_atomically
 from .models import CardError, ModelCard, get_card, load_card
 
 STATUS_OK, STATUS_SKIPPED, STATUS_FAILED, STATUS_CANCELLED = "ok", "skipped", "failed", "cancelled"
@@ -494,28 +494,13 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path | None:
     data = {c: [(float(r[c]) if r.get(c, "") != "" else None) if c in numeric else str(r.get(c, "")) for r in rows]
             for c in COLUMNS}
     table = pa.table({c: pa.array(v, type=pa.float64() if c in numeric else pa.string()) for c, v in data.items()})
-    fd, tmp = tempfile.mkstemp(prefix=".lightseg-", suffix=".parquet", dir=path.parent)
-    os.close(fd)
     try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        return write_atomically(path, lambda temp: pq.write_table(table, str(temp)), overwrite=True, kind="Parquet table")
     except (pa.ArrowException, OSError):  # the CSV is the table of record; Parquet is a convenience
         return None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a temporary file beside ``path``, then rename: readers never see half a file."""
+    """Replace ``path`` atomically (``io.outputs``): readers of a live table never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lightseg-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"), overwrite=True)

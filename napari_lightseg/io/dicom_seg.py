@@ -19,8 +19,6 @@ Segment numbers equal the internal class values, so no BraTS file convention app
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import numpy as np
 
 from .labels import CLASSES, NUM_CLASSES
 from .naming import StudyError
+from .outputs import write_atomically
 from .series import SeriesVolume
 
 # category and property type per internal class: (value, scheme designator, meaning)
@@ -155,15 +154,7 @@ def write_dicom_seg(
         content_description=f"NCR/ED/ET by {model_name}, napari-lightseg {version}"[:64],
         omit_empty_frames=bool(np.any(data)),  # an all-empty result still needs its frames
     )
-    fd, tmp = tempfile.mkstemp(prefix=".lightseg-", suffix=".dcm", dir=path.parent)
-    os.close(fd)
-    try:
-        seg.save_as(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomically(path, lambda temp: seg.save_as(str(temp)), overwrite=overwrite, kind="DICOM-SEG")
 
 
 def _class_of_segment(description: Any) -> int | None:

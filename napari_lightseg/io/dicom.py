@@ -46,7 +46,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,23 +364,26 @@ def contains_dicom(folder: str | Path, max_files: int = 500) -> bool:
     root = Path(folder)
     if not root.is_dir():
         return False
-    seen = 0
+    for seen, path in enumerate(_candidate_files(root), start=1):
+        try:
+            with open(path, "rb") as handle:
+                if handle.read(132)[128:] == b"DICM":
+                    return True
+        except OSError:
+            pass
+        if seen >= max_files:
+            return False
+    return False
+
+
+def _candidate_files(root: Path) -> Iterator[Path]:
+    """Files under ``root`` that may be DICOM, in a stable order (hidden folders and OS junk skipped)."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if not _is_candidate_file(path):
-                continue
-            try:
-                with open(path, "rb") as handle:
-                    if handle.read(132)[128:] == b"DICM":
-                        return True
-            except OSError:
-                pass
-            seen += 1
-            if seen >= max_files:
-                return False
-    return False
+            if _is_candidate_file(path):
+                yield path
 
 
 def find_dicom_series(folder: str | Path) -> list[SeriesInfo]:
@@ -393,15 +396,10 @@ def find_dicom_series(folder: str | Path) -> list[SeriesInfo]:
     if not root.is_dir():
         raise StudyError(f"{root}: not a folder")
     groups: dict[str, list[tuple[Path, Any]]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if not _is_candidate_file(path):
-                continue
-            ds = _read_header(path)
-            if ds is not None:
-                groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
+    for path in _candidate_files(root):
+        ds = _read_header(path)
+        if ds is not None:
+            groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
     if not groups:
         raise StudyError(f"{root}: no DICOM files found")
     series = []

@@ -119,7 +119,7 @@ def main() -> None:
     lines = [
         "# Clinical path: DICOM study -> DICOM-SEG (benchmarks/bench_clinical.py)", "",
         f"`lightseg segment DICOM_FOLDER --model {args.model} --out seg.dcm` as a whole process, per study; "
-        f"{os.cpu_count()} CPU cores (shared with other jobs while measured: treat seconds as +-30%). "
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end. "
         "Stages from the run report; wall = process start to exit. Target: wall < 10 s.", "",
         "WT Dice: the DICOM-SEG read back on the T1ce series vs the expert labels; 'original': the same model on",
         "the unperturbed NIfTI case (the alignment target is >= 0.9x of it).", "",

@@ -76,3 +76,14 @@ def test_pcnn_detection_adds_boxes(viewer_with_sample, qtbot):
     qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=10_000)
     assert len(viewer_with_sample.layers["PCNN detection"].data) >= 1
     assert len(viewer_with_sample.layers["PCNN detection 3D"].data) == 12
+
+
+def test_pcnn_detection_without_a_box_says_so(viewer_with_sample):
+    from napari_lightseg._qt.segment_widget import SegmentWidget
+    from napari_lightseg.pcnn import Detection
+
+    widget = SegmentWidget(viewer_with_sample)
+    before = len(viewer_with_sample.layers)
+    widget._on_detection(Detection(None), None)
+    assert "no tumour-like region" in widget.status.text()
+    assert len(viewer_with_sample.layers) == before

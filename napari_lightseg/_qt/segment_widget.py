@@ -218,6 +218,9 @@ class SegmentWidget(QWidget):
             return None
 
     def _on_detection(self, detection, geometry):
+        if detection.box3d is None:  # no slice qualified: say so, add nothing
+            self.status.setText("PCNN detection: no tumour-like region found.")
+            return
         rectangles = [np.array([(b.z, b.y0, b.x0), (b.z, b.y0, b.x1 + 1), (b.z, b.y1 + 1, b.x1 + 1), (b.z, b.y1 + 1, b.x0)], float)
                       for b in detection.slice_boxes]
         for data, kwargs, kind in boxes_layers([detection.box3d], geometry, "PCNN detection", color="magenta",

@@ -77,9 +77,9 @@ class SliceSampler:
             pool = self.tumour_slices if tumour else self.all_slices
             c, z = pool[self.rng.integers(len(pool))]
             img, lab = self.cases[c]
-            i, l = self._crop(img[:, z].astype(np.float32), lab[z], bool(tumour))
-            images.append(i)
-            labels.append(l)
+            image, label = self._crop(img[:, z].astype(np.float32), lab[z], bool(tumour))
+            images.append(image)
+            labels.append(label)
         x = torch.from_numpy(np.stack(images))
         y = torch.from_numpy(np.stack(labels).astype(np.int64))
         return augment(x, y, self.rng)

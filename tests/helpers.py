@@ -48,7 +48,7 @@ def blob_study(shape: tuple[int, int, int] = (24, 40, 36), seed: int = 0) -> Stu
     brain = ((z - c[0]) / (0.45 * shape[0])) ** 2 + ((y - c[1]) / (0.45 * shape[1])) ** 2 + ((x - c[2]) / (0.45 * shape[2])) ** 2 < 1
     blob = (z - c[0]) ** 2 + (y - c[1] + 4) ** 2 + (x - c[2] - 3) ** 2 < 16
     images = {}
-    for i, seq in enumerate(("flair", "t1", "t1ce", "t2")):
+    for seq in ("flair", "t1", "t1ce", "t2"):
         vol = (100 + 10 * rng.standard_normal(shape)) * brain
         if seq in ("flair", "t2"):
             vol[blob] += 150

@@ -64,19 +64,19 @@ def test_compare_csv_side_by_side_load(viewer, qtbot, tmp_path: Path) -> None:
     assert rows[1][:2] == ["shrunk", TRUTH]
 
     _compare(widget, qtbot)  # a re-compute replaces the disagreement layer
-    assert [l.name for l in viewer.layers].count(DISAGREEMENT) == 1
+    assert [layer.name for layer in viewer.layers].count(DISAGREEMENT) == 1
 
-    before = [(l.name, l.visible) for l in viewer.layers]
+    before = [(layer.name, layer.visible) for layer in viewer.layers]
     widget.side_by_side.setChecked(True)
     grid = viewer.canvas.grid
     assert grid.enabled and grid.stride == 2
-    names = [l.name for l in viewer.layers]
+    names = [layer.name for layer in viewer.layers]
     assert names[:4] == [f"{TRUTH} | FLAIR", TRUTH, "shrunk | FLAIR", "shrunk"]
     assert grid.actual_shape(viewer.layers) == (1, 2)  # hidden layers take no viewbox
     assert grid.position(1, viewer.layers) == (0, 0) and grid.position(3, viewer.layers) == (0, 1)
     widget.side_by_side.setChecked(False)
     assert not grid.enabled
-    assert [(l.name, l.visible) for l in viewer.layers] == before
+    assert [(layer.name, layer.visible) for layer in viewer.layers] == before
 
     truth = viewer.layers[TRUTH]
     geometry = lightseg_metadata(truth.metadata)["geometry"]

@@ -115,7 +115,8 @@ def test_detection_report_schema_and_disk_order(affine):
     wlo, whi = np.array(rep["box3d_world"])
     corners = np.array([[i, j, k, 1.0] for i in (lo[0], hi[0]) for j in (lo[1], hi[1]) for k in (lo[2], hi[2])])
     world = corners @ affine.T
-    np.testing.assert_allclose(wlo, world[:, :3].min(0)); np.testing.assert_allclose(whi, world[:, :3].max(0))
+    np.testing.assert_allclose(wlo, world[:, :3].min(0))
+    np.testing.assert_allclose(whi, world[:, :3].max(0))
     for box in rep["slice_boxes"]:
         assert {"z", "y0", "x0", "y1", "x1", "distance"} <= set(box)
 

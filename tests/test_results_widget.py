@@ -55,7 +55,7 @@ def test_new_result_in_focus_with_legend_and_picker(blob_viewer, tiny_card, qtbo
     result = viewer.layers[tiny_card.name]
     assert result.visible and viewer.layers.selection.active is result  # the labels, not a Shapes layer
     assert not viewer.layers[TRUTH].visible and TRUTH in viewer.layers  # hidden but kept
-    assert all(not l.visible for l in viewer.layers if l._type_string == "shapes")  # boxes off in 2D
+    assert all(not layer.visible for layer in viewer.layers if layer._type_string == "shapes")  # boxes off in 2D
     assert len(widget.runs) == 1 and other.runs == []  # per widget, not shared by the class
     assert widget.table.rowCount() == 1 and tiny_card.name in widget.runs_csv()
 
@@ -69,7 +69,7 @@ def test_new_result_in_focus_with_legend_and_picker(blob_viewer, tiny_card, qtbo
     assert viewer.layers[TRUTH].visible and not result.visible
     assert TRUTH in widget.results.legend.text()
     _run_tiny(widget, tiny_card, qtbot)  # a re-run replaces its layer and is focused again
-    assert len(widget.runs) == 2 and [l.name for l in viewer.layers].count(tiny_card.name) == 1
+    assert len(widget.runs) == 2 and [layer.name for layer in viewer.layers].count(tiny_card.name) == 1
     assert viewer.layers[tiny_card.name].visible and not viewer.layers[TRUTH].visible
 
 
@@ -186,7 +186,7 @@ def test_3d_view_of_the_sample_shows_enhancing_tumour(make_napari_viewer, qtbot)
     focus_result(viewer, "sample-glioma-0 ground truth")
     widget.view3d_button.setChecked(True)
     assert viewer.dims.ndisplay == 3 and viewer.axes.visible and "from the front" in viewer.text_overlay.text
-    names = [l.name for l in viewer.layers]
+    names = [layer.name for layer in viewer.layers]
     assert {"sample-glioma-0 ground truth 3D ET", "sample-glioma-0 ground truth 3D NCR"} <= set(names)
     assert widget.results.picker.currentText() == "sample-glioma-0 ground truth"
     qtbot.wait(200)
@@ -196,7 +196,7 @@ def test_3d_view_of_the_sample_shows_enhancing_tumour(make_napari_viewer, qtbot)
     assert yellowish.sum() > 200, f"{yellowish.sum()} ET-coloured pixels in the 3D view"
     widget.view3d_button.setChecked(False)
     assert viewer.dims.ndisplay == 2 and viewer.layers["sample-glioma-0 ground truth"].visible
-    assert not any("3D ET" in l.name for l in viewer.layers)
+    assert not any("3D ET" in layer.name for layer in viewer.layers)
 
 
 def test_pcnn_shows_training_free_and_integer_parameters(blob_viewer) -> None:

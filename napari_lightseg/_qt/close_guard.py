@@ -21,7 +21,7 @@ def is_edited(layer) -> bool:
 
 def unsaved_layers(layers) -> list[str]:
     """Names of edited masks with changes since their last save."""
-    return [l.name for l in layers if is_edited(l) and lightseg_metadata(l.metadata).get("unsaved")]
+    return [layer.name for layer in layers if is_edited(layer) and lightseg_metadata(layer.metadata).get("unsaved")]
 
 
 class _CloseGuard(QObject):

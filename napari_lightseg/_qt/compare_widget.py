@@ -130,8 +130,8 @@ class CompareWidget(QWidget):
     # ----------------------------------------------------------------- layers
     def _mask_layers(self) -> list[str]:
         """Labels layers a comparison can use (not the side-by-side copies)."""
-        return [l.name for l in self.viewer.layers if isinstance(l, Labels)
-                and lightseg_metadata(l.metadata).get("role") != HELPER_ROLE]
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)
+                and lightseg_metadata(layer.metadata).get("role") != HELPER_ROLE]
 
     def _refresh_masks(self, *_) -> None:
         names = self._mask_layers()

@@ -342,6 +342,6 @@ class CorrectionWidget(QWidget):
         """``<study>_seg_corrected.nii.gz`` beside the study's files when they are known (not ``_seg``: the
         ground truth may be there, and it is an input)."""
         sources = [meta.get("saved_path"), meta.get("source")]
-        sources += [lightseg_metadata(l.metadata).get("source") for l in self.viewer.layers]
+        sources += [lightseg_metadata(layer.metadata).get("source") for layer in self.viewer.layers]
         folder = next((Path(s).parent for s in sources if s and Path(str(s).split("[")[0]).exists()), Path.home())
         return folder / f"{meta.get('study') or 'mask'}_seg_corrected.nii.gz"

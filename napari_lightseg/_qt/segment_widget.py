@@ -144,7 +144,7 @@ class SegmentWidget(QWidget):
 
     def _refresh_sequences(self, *_):
         found = sequence_layers(self.viewer.layers)
-        names = [l.name for l in self.viewer.layers if l._type_string == "image" and np.ndim(l.data) == 3]
+        names = [layer.name for layer in self.viewer.layers if layer._type_string == "image" and np.ndim(layer.data) == 3]
         for seq, combo in self.sequence_combos.items():
             current = combo.currentText()
             combo.blockSignals(True)

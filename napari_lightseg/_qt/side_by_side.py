@@ -16,7 +16,7 @@ SavedView = tuple[list[str], dict[str, bool]]
 def enter_side_by_side(viewer: napari.Viewer, image, masks: list[str]) -> SavedView:
     """Switch the canvas to a grid of (image copy, mask) pairs; returns the view to restore later."""
     layers = viewer.layers
-    saved = ([l.name for l in layers], {l.name: l.visible for l in layers})
+    saved = ([layer.name for layer in layers], {layer.name: layer.visible for layer in layers})
     title = SEQUENCE_TITLES.get(str(lightseg_metadata(image.metadata).get("sequence")), "image")
     helper_of = {m: f"{m} | {title}" for m in masks}
     for name in helper_of.values():
@@ -44,7 +44,7 @@ def enter_side_by_side(viewer: napari.Viewer, image, masks: list[str]) -> SavedV
 def leave_side_by_side(viewer: napari.Viewer, saved: SavedView | None) -> None:
     layers = viewer.layers
     viewer.canvas.grid.enabled = False
-    for helper in [l for l in layers if lightseg_metadata(l.metadata).get("role") == HELPER_ROLE]:
+    for helper in [layer for layer in layers if lightseg_metadata(layer.metadata).get("role") == HELPER_ROLE]:
         layers.remove(helper)
     for layer in layers:
         layer.name_overlay.visible = False

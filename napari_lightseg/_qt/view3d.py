@@ -27,7 +27,7 @@ VIEW_NOTES = {"anterior": "3D seen from the front: patient's R on the screen's l
 
 
 def _remove_surfaces(viewer: napari.Viewer) -> None:
-    for layer in [l for l in viewer.layers if lightseg_metadata(l.metadata).get("role") == SURFACE_ROLE]:
+    for layer in [layer for layer in viewer.layers if lightseg_metadata(layer.metadata).get("role") == SURFACE_ROLE]:
         viewer.layers.remove(layer)
 
 
@@ -89,7 +89,7 @@ def show_2d(viewer: napari.Viewer) -> None:
     """Back to slices: the focused result and the FLAIR again, surfaces removed."""
     result = focused_result(viewer)
     if result is None:
-        shown = [l for l in viewer.layers if lightseg_metadata(l.metadata).get("role") == SURFACE_ROLE and l.visible]
+        shown = [layer for layer in viewer.layers if lightseg_metadata(layer.metadata).get("role") == SURFACE_ROLE and layer.visible]
         name = shown[-1].name.split(" 3D ")[0] if shown else None
         result = viewer.layers[name] if name and name in viewer.layers else None
     _remove_surfaces(viewer)

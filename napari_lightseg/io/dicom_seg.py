@@ -41,12 +41,9 @@ DEFAULT_SERIES_OFFSET = 1000  # SEG series number = source series number + this
 
 def package_version() -> str:
     """Our version, for the SEG's algorithm identification and software versions."""
-    from importlib.metadata import PackageNotFoundError, version
+    from .. import __version__
 
-    try:
-        return version("napari-lightseg")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return __version__
 
 
 def _source_datasets(series: SeriesVolume) -> list[Any]:

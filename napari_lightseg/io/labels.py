@@ -66,8 +66,7 @@ def detect_convention(values: np.ndarray | set[int], source: str = "labels") -> 
 def to_internal(labels: np.ndarray, source: str = "labels") -> tuple[np.ndarray, str | None]:
     """Map a file's label volume to internal classes; returns (classes uint8, detected convention)."""
     data = np.asarray(labels)
-    if not np.issubdtype(data.dtype, np.integer):
-        if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
+    if not np.issubdtype(data.dtype, np.integer) and (not np.all(np.isfinite(data)) or np.any(data != np.round(data))):
             raise LabelError(f"{source}: label volume has non-integer values")
     values = np.unique(data)
     convention = detect_convention(values, source)

@@ -100,9 +100,12 @@ def selective_search(image: np.ndarray, scale: float = 50.0, sigma: float = 0.8,
     flat = regions.ravel()
     size = np.bincount(flat, minlength=n).astype(np.float64)
     ys, xs = np.indices(image.shape)
-    y0 = np.full(n, image.shape[0]); x0 = np.full(n, image.shape[1]); y1 = np.zeros(n, int); x1 = np.zeros(n, int)
-    np.minimum.at(y0, flat, ys.ravel()); np.minimum.at(x0, flat, xs.ravel())
-    np.maximum.at(y1, flat, ys.ravel()); np.maximum.at(x1, flat, xs.ravel())
+    y0, x0 = np.full(n, image.shape[0]), np.full(n, image.shape[1])
+    y1, x1 = np.zeros(n, int), np.zeros(n, int)
+    np.minimum.at(y0, flat, ys.ravel())
+    np.minimum.at(x0, flat, xs.ravel())
+    np.maximum.at(y1, flat, ys.ravel())
+    np.maximum.at(x1, flat, xs.ravel())
     level = np.clip((np.asarray(image, np.float64) * bins).astype(int), 0, bins - 1).ravel()
     hist = np.zeros((n, bins))
     np.add.at(hist, (flat, level), 1.0)
@@ -117,7 +120,8 @@ def selective_search(image: np.ndarray, scale: float = 50.0, sigma: float = 0.8,
     sizes = {i: size[i] for i in range(n)}
     neighbours: dict[int, set[int]] = {i: set() for i in range(n)}
     for a, b in pairs:
-        neighbours[int(a)].add(int(b)); neighbours[int(b)].add(int(a))
+        neighbours[int(a)].add(int(b))
+        neighbours[int(b)].add(int(a))
 
     def similarity(a: int, b: int) -> float:
         ba, bb = boxes[a], boxes[b]
@@ -130,7 +134,8 @@ def selective_search(image: np.ndarray, scale: float = 50.0, sigma: float = 0.8,
     next_id = n
     while sims:
         a, b = max(sims, key=lambda pair: sims[pair])
-        new = next_id; next_id += 1
+        new = next_id
+        next_id += 1
         ba, bb = boxes[a], boxes[b]
         boxes[new] = (min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3]))
         sizes[new] = sizes[a] + sizes[b]

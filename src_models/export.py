@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .archs import IN_CHANNELS, build
+from napari_lightseg.backends.torch_archs import IN_CHANNELS, build, torch_model_from_onnx  # noqa: F401
 
 OPSET = 17
 
@@ -34,23 +34,6 @@ def export_onnx(model: torch.nn.Module, path: Path, size: int = 160) -> Path:
                       dynamic_axes={"input": axes, "logits": axes}, opset_version=OPSET,
                       training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False, dynamo=False)
     return path
-
-
-def torch_model_from_onnx(path: str | Path, architecture: str) -> torch.nn.Module:
-    """Rebuild the PyTorch model from an FP32 ONNX file exported by ``export_onnx``."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
-    norm = "gn" if any(n.op_type == "GroupNormalization" or n.op_type == "InstanceNormalization" for n in graph.node) else "bn"
-    model = build(architecture, norm)
-    state = model.state_dict()
-    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise ValueError(f"{path}: ONNX initializers lack {len(missing)} weights of {architecture} (e.g. {missing[0]})")
-    model.load_state_dict({k: weights.get(k, v) for k, v in state.items()})
-    return model.eval()
 
 
 def parity(model: torch.nn.Module, onnx_path: Path, slices: np.ndarray) -> dict[str, float]:

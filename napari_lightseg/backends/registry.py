@@ -177,9 +177,9 @@ class TorchBackend:
     name = "torch"
 
     def available(self) -> tuple[bool, str]:
-        for module in ("torch", "src_models", "onnx"):
+        for module in ("torch", "onnx"):
             if importlib.util.find_spec(module) is None:
-                return False, f"{module} is not importable (install the 'train' extra in a source checkout)"
+                return False, f"{module} is not importable (install the 'torch' extra)"
         return True, ""
 
     def providers(self) -> list[str]:
@@ -207,7 +207,7 @@ class TorchBackend:
 
 @lru_cache(maxsize=4)
 def _torch_model(path: str, architecture: str):
-    from src_models.export import torch_model_from_onnx
+    from .torch_archs import torch_model_from_onnx
 
     return torch_model_from_onnx(path, architecture)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from .io import DEFAULT_CONVENTION, Geometry, StudyError, from_internal, save_nifti_like
 from .io.labels import label_sidecar, sidecar_path
 from .io.naming import strip_nifti_suffix
-from .io.outputs import OutputPlan
+from .io.outputs import OutputPlan, source_file
 from .layers import lightseg_metadata
 
 
@@ -27,7 +26,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     info = lightseg_metadata(meta.get("metadata") or {})
     geometry = info.get("geometry") or _geometry_from_viewer(np.shape(data))
     convention = info.get("convention") or DEFAULT_CONVENTION
-    inputs = [_source_file(info.get("source")), *viewer_source_files()]
+    inputs = [source_file(info.get("source")), *viewer_source_files()]
     return [str(save_labels(path, np.asarray(data), geometry, convention, keep_existing=True, inputs=inputs))]
 
 
@@ -86,13 +85,8 @@ def viewer_source_files() -> list[str]:
         viewer = napari.current_viewer()
     except Exception:  # no napari viewer: nothing else to protect
         return []
-    sources = [_source_file(lightseg_metadata(layer.metadata).get("source")) for layer in viewer.layers] if viewer else []
+    sources = [source_file(lightseg_metadata(layer.metadata).get("source")) for layer in viewer.layers] if viewer else []
     return [s for s in sources if s]
-
-
-def _source_file(source: object) -> str | None:
-    """A layer's source file; a 4D file's volumes are recorded as ``<file>[i]``."""
-    return re.sub(r"\[\d+\]$", "", str(source)) if source else None
 
 
 def _geometry_from_viewer(shape: tuple[int, ...]) -> Geometry:

@@ -22,7 +22,7 @@ import numpy as np
 from .io import StudyError, from_internal, load_study
 from .io.labels import label_sidecar, sidecar_path
 from .io.nifti import save_nifti_like
-from .io.outputs import OutputPlan
+from .io.outputs import OutputPlan, source_file
 from .io.study import Study
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 
@@ -192,7 +192,7 @@ def save_mask_file(out: str | Path, labels: np.ndarray, study: Study, *, grid: s
     """``save_mask`` with a plan of its own: validated, written atomically, never onto ``inputs`` or the
     study's source files."""
     protected = [*inputs, *study.sources.values(), *(f for r in study.alignment.values() for f in r.volume.files)]
-    with OutputPlan([p for p in protected if p and "[" not in str(p)], overwrite=overwrite) as plan:
+    with OutputPlan([source_file(p) for p in protected], overwrite=overwrite) as plan:
         plan_mask_outputs(plan, out)
         save_mask(plan, out, labels, study, grid=grid, convention=convention, model_name=model_name)
         plan.commit()

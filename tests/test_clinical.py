@@ -15,10 +15,11 @@ from pydicom.uid import generate_uid
 
 from napari_lightseg import clinical
 from napari_lightseg.cli import main
-from napari_lightseg.io import discover, to_internal
+from napari_lightseg.io import StudyError, discover, to_internal
 from napari_lightseg.io.dicom import find_dicom_series, read_series
 from napari_lightseg.io.dicom_seg import read_dicom_seg
 from napari_lightseg.io.labels import read_label_sidecar
+from napari_lightseg.io.outputs import OutputPlan, source_file
 from napari_lightseg.metrics import region_scores
 
 CASE = "Brats18_CBICA_ALU_1"
@@ -84,7 +85,14 @@ def test_dicom_seg_needs_a_dicom_input(tmp_path: Path, data_root: Path) -> None:
     assert code == 2 and not (tmp_path / "x.dcm").exists()
 
 
-def test_output_kind_and_sidecar_planned() -> None:
+def test_output_kind_and_sidecar_planned(tmp_path: Path) -> None:
     assert clinical.output_kind("a/seg.nii.gz") == "nifti" and clinical.output_kind("seg.DCM") == "dicom-seg"
     with pytest.raises(ValueError, match="must end in"):
         clinical.output_kind("seg.png")
+    study = tmp_path / "study.nii.gz"  # a 4D input recorded per volume as study.nii.gz[i]
+    study.write_bytes(b"input")
+    with OutputPlan([source_file(f"{study}[2]")]) as plan:
+        clinical.plan_mask_outputs(plan, tmp_path / "seg.nii.gz")
+        assert tmp_path / "seg.labels.json" in plan  # the sidecar is validated up front with the mask
+        with pytest.raises(StudyError, match="input"):
+            clinical.plan_mask_outputs(plan, study)

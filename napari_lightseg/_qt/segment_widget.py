@@ -45,8 +45,6 @@ STAGE_COLUMNS = ("read", "register", "resample", "extract")  # the study's stage
 # what fits a dock: the rest is in each row's tooltip and in the CSV
 TABLE_COLUMNS = (("model", "model"), ("total_s", "total s"), ("ms_per_slice", "ms/slice"), ("WT_ml", "WT mL"))
 
-_add_or_replace = add_or_replace  # the old private name, kept for callers in other branches
-
 
 class SegmentWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -52,6 +53,11 @@ class OutputError(StudyError, OSError):
 
     Also an ``OSError``, so code that already reports failed writes (the widgets' save buttons) shows it.
     """
+
+
+def source_file(source: object) -> str | None:
+    """The file behind a recorded source: a 4D file's volumes are recorded as ``<file>[i]``."""
+    return re.sub(r"\[\d+\]$", "", str(source)) if source else None
 
 
 def current_umask() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,10 @@ class Result:
 
 def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: int | None = None,
         progress: ProgressCallback | None = None, cancel: CancelCallback | None = None,
-        postprocess: bool = True, batch: int = DEFAULT_BATCH, load_seconds: float = 0.0) -> Result:
-    """Segment a loaded study with a model card on a backend (``name`` or ``name:provider``)."""
+        postprocess: bool = True, batch: int = DEFAULT_BATCH, load_seconds: float = 0.0,
+        flips: Sequence[str] | None = None) -> Result:
+    """Segment a loaded study with a model card on a backend (``name`` or ``name:provider``);
+    ``flips`` overrides the card's test-time flips (``[]`` = none, e.g. ``["lr"]``)."""
     started = time.perf_counter()
     meter = EnergyMeter().start()
     backend_name, provider = parse_backend(backend, card)
@@ -115,7 +118,7 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
         image, crop = prepare([study.images[s] for s in card.sequences])
         timings["preprocess"] = time.perf_counter() - t
         t = time.perf_counter()
-        cropped = _infer_slices(inference.run, image, batch, progress, cancel)
+        cropped = _infer_slices(inference.run, image, batch, progress, cancel, card, flips)
         timings["inference"] = time.perf_counter() - t
         labels = uncrop(cropped, crop)
         actual_backend, actual_provider, slices = inference.backend, inference.provider, image.shape[1]
@@ -147,22 +150,17 @@ def segment_paths(paths: str | Path | list[str | Path], card: ModelCard, backend
 
 
 def _infer_slices(model, image: np.ndarray, batch: int, progress: ProgressCallback | None,
-                  cancel: CancelCallback | None) -> np.ndarray:
-    """Argmax labels (z, y, x) of a preprocessed (C, z, y, x) volume, ``batch`` axial slices at a time."""
-    depth = image.shape[1]
-    slices = np.ascontiguousarray(image.transpose(1, 0, 2, 3))
-    out = np.empty((depth, *image.shape[2:]), dtype=np.uint8)
-    brain = np.any(slices != 0, axis=(1, 2, 3))
-    for z0 in range(0, depth, batch):
-        check_cancel(cancel)
-        z1 = min(z0 + batch, depth)
-        chunk = slice(z0, z1)
-        if not brain[chunk].any():
-            out[chunk] = 0
-            continue
-        out[chunk] = model(slices[chunk]).argmax(1).astype(np.uint8)
-        report(progress, z1 / depth, f"slice {z1}/{depth}")
-    return out
+                  cancel: CancelCallback | None, card: ModelCard | None = None,
+                  flips: Sequence[str] | None = None) -> np.ndarray:
+    """Labels (z, y, x) of a preprocessed (C, z, y, x) volume: the card's head, 2.5D context and
+    test-time flips (``flips`` None = the card's default) through ``napari_lightseg.inference``."""
+    from . import inference
+
+    head = card.head if card else "classes"
+    context = card.context_slices if card else 0
+    chosen = (card.test_time_flips if card else []) if flips is None else flips
+    return inference.predict_volume(model, image, head=head, context=context, flips=chosen, batch=batch,
+                                    progress=progress, cancel=cancel)
 
 
 def find_components(labels: np.ndarray, spacing: tuple[float, ...]) -> list[Detection]:

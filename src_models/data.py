@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_lightseg.inference import context_indices
 from napari_lightseg.io import SEQUENCES, load_study
 from napari_lightseg.preprocess import prepare
 
@@ -46,9 +47,12 @@ def load_case(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
 class SliceSampler:
     """Draws augmented batches of axial slices; ``tumour_fraction`` of them contain tumour."""
 
-    def __init__(self, cases: list[tuple[np.ndarray, np.ndarray]], patch: int = 128, tumour_fraction: float = 0.7, seed: int = 0):
+    def __init__(self, cases: list[tuple[np.ndarray, np.ndarray]], patch: int = 128, tumour_fraction: float = 0.7, seed: int = 0,
+                 context: int = 0, strong: bool = False):
         self.cases = cases
         self.patch = patch
+        self.context = context  # neighbouring slices on each side, stacked offset-major (napari_lightseg.inference)
+        self.strong = strong  # elastic, bias field, low resolution, noise on top of the basic augmentation
         self.tumour_fraction = tumour_fraction
         self.rng = np.random.default_rng(seed)
         self.all_slices = [(c, z) for c, (_, lab) in enumerate(cases) for z in range(lab.shape[0])]
@@ -77,16 +81,54 @@ class SliceSampler:
             pool = self.tumour_slices if tumour else self.all_slices
             c, z = pool[self.rng.integers(len(pool))]
             img, lab = self.cases[c]
-            image, label = self._crop(img[:, z].astype(np.float32), lab[z], bool(tumour))
+            index = context_indices(img.shape[1], z, z + 1, self.context)[0]
+            stacked = img[:, index].transpose(1, 0, 2, 3).reshape(-1, *img.shape[2:])
+            image, label = self._crop(stacked.astype(np.float32), lab[z], bool(tumour))
             images.append(image)
             labels.append(label)
         x = torch.from_numpy(np.stack(images))
         y = torch.from_numpy(np.stack(labels).astype(np.int64))
-        return augment(x, y, self.rng)
+        return augment(x, y, self.rng, strong=self.strong)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-right flip, rotation (+-15 deg) and scale (0.85-1.15), per-channel intensity scale/shift, gamma."""
+def _per_sequence(rng: np.random.Generator, low: float, high: float, n: int, channels: int) -> torch.Tensor:
+    """One random value per sample and sequence, repeated over the context slices (offset-major channels)."""
+    values = rng.uniform(low, high, (n, len(SEQUENCES)))
+    return torch.from_numpy(np.tile(values, (1, channels // len(SEQUENCES)))[:, :, None, None]).float()
+
+
+def _elastic(theta: torch.Tensor, shape: list[int], rng: np.random.Generator) -> torch.Tensor:
+    """Affine grid plus a smooth random displacement (5x5 control points, up to ~3 % of the patch)."""
+    grid = F.affine_grid(theta, shape, align_corners=False)
+    n, h, w = shape[0], shape[2], shape[3]
+    strength = torch.from_numpy(rng.uniform(0.0, 0.03, (n, 1, 1, 1))).float()
+    coarse = torch.from_numpy(rng.standard_normal((n, 2, 5, 5))).float() * strength
+    return grid + F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+
+
+def _bias_field(n: int, channels: int, h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
+    """Smooth multiplicative fields (second-order polynomial in x, y; about +-30 %) per sample and sequence."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    basis = torch.stack([xs, ys, xs * ys, xs**2 - 0.5, ys**2 - 0.5])  # (5, h, w)
+    coeffs = torch.from_numpy(rng.uniform(-0.3, 0.3, (n, len(SEQUENCES), 5))).float()
+    fields = torch.exp(torch.einsum("nsk,khw->nshw", coeffs, basis))
+    return fields.repeat(1, channels // len(SEQUENCES), 1, 1)
+
+
+def _low_resolution(x: torch.Tensor, rng: np.random.Generator, p: float = 0.25) -> torch.Tensor:
+    """Simulate thick slices or a lower in-plane resolution: down- then up-sample along one in-plane axis."""
+    for i in np.flatnonzero(rng.random(x.shape[0]) < p):
+        h, w = x.shape[2:]
+        factor = rng.uniform(1.5, 3.0)
+        size = (max(8, int(h / factor)), w) if rng.random() < 0.5 else (h, max(8, int(w / factor)))
+        small = F.interpolate(x[i : i + 1], size=size, mode="area")
+        x[i : i + 1] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return x
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, strong: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-right flip, rotation (+-15 deg) and scale (0.85-1.15), per-sequence intensity scale/shift, gamma;
+    ``strong`` adds elastic deformation, a bias field, simulated low resolution and Gaussian noise."""
     n = x.shape[0]
     flip = torch.from_numpy(rng.random(n) < 0.5)
     x[flip] = x[flip].flip(-1)
@@ -95,14 +137,28 @@ def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple
     scale = torch.from_numpy(rng.uniform(0.85, 1.15, n)).float()
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if strong:
+        grid = _elastic(theta, list(x.shape), rng)
+    else:
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0].long()
     brain = x.abs().sum(1, keepdim=True) > 0
-    gain = torch.from_numpy(rng.uniform(0.9, 1.1, (n, x.shape[1], 1, 1))).float()
-    shift = torch.from_numpy(rng.uniform(-0.1, 0.1, (n, x.shape[1], 1, 1))).float()
-    gamma = torch.from_numpy(rng.uniform(0.8, 1.25, (n, x.shape[1], 1, 1))).float()
+    c = x.shape[1]
+    if c % len(SEQUENCES):
+        raise ValueError(f"{c} channels is not a whole number of {len(SEQUENCES)}-sequence slices")
+    gain = _per_sequence(rng, 0.9, 1.1, n, c)
+    shift = _per_sequence(rng, -0.1, 0.1, n, c)
+    gamma = _per_sequence(rng, 0.8, 1.25, n, c)
     lo, hi = -5.0, 5.0  # CLIP_Z range: gamma on the [0, 1]-mapped intensities
     unit = ((x - lo) / (hi - lo)).clamp(0, 1) ** gamma
+    if strong:
+        biased = torch.from_numpy(rng.random(n) < 0.3)
+        unit[biased] = (unit[biased] * _bias_field(int(biased.sum()), c, *x.shape[2:], rng)).clamp(0, 1)
     x = (unit * (hi - lo) + lo) * gain + shift
+    if strong:
+        x = _low_resolution(x, rng)
+        noisy = torch.from_numpy(rng.random((n, 1, 1, 1)) < 0.3).float()
+        sigma = torch.from_numpy(rng.uniform(0.0, 0.1, (n, 1, 1, 1))).float()
+        x = x + noisy * sigma * torch.randn_like(x)
     return x * brain, y

@@ -21,14 +21,16 @@ OPSET = 17
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     config = ckpt["config"]
-    model = build(config["arch"], config.get("norm", "bn"))
+    model = build(config["arch"], config.get("norm", "bn"), IN_CHANNELS * (2 * config.get("context", 0) + 1),
+                  3 if config.get("head", "classes") == "regions" else 4)
     model.load_state_dict(ckpt["model"])
     return model.eval(), config
 
 
 def export_onnx(model: torch.nn.Module, path: Path, size: int = 160) -> Path:
     model = model.eval()
-    dummy = torch.zeros(2, IN_CHANNELS, size, size)
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    dummy = torch.zeros(2, first_conv.in_channels, size, size)
     axes = {0: "batch", 2: "height", 3: "width"}
     torch.onnx.export(model, dummy, str(path), input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": axes, "logits": axes}, opset_version=OPSET,
@@ -36,16 +38,18 @@ def export_onnx(model: torch.nn.Module, path: Path, size: int = 160) -> Path:
     return path
 
 
-def parity(model: torch.nn.Module, onnx_path: Path, slices: np.ndarray) -> dict[str, float]:
-    """Max |logit| difference and argmax agreement between PyTorch and ONNX Runtime on ``slices``."""
+def parity(model: torch.nn.Module, onnx_path: Path, slices: np.ndarray, head: str = "classes") -> dict[str, float]:
+    """Max |logit| difference and label agreement between PyTorch and ONNX Runtime on ``slices``."""
     import onnxruntime as ort
+
+    from napari_lightseg.inference import decode
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         ref = model(torch.from_numpy(slices)).numpy()
     got = session.run(["logits"], {"input": slices})[0]
     return {"max_abs_logit_diff": float(np.abs(ref - got).max()),
-            "label_agreement": float((ref.argmax(1) == got.argmax(1)).mean())}
+            "label_agreement": float((decode(ref, head) == decode(got, head)).mean())}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,9 +39,12 @@ class SliceReader:
         return None if batch is None else {"input": batch}
 
 
-def calibration_batches(cases: list[tuple[np.ndarray, np.ndarray]], slices: int = 256, batch: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """About ``slices`` brain slices from training cases, zero-padded to one size (the histogram
-    calibrators need equal shapes), in batches of ``batch``."""
+def calibration_batches(cases: list[tuple[np.ndarray, np.ndarray]], slices: int = 256, batch: int = 8, seed: int = 0,
+                        context: int = 0) -> list[np.ndarray]:
+    """About ``slices`` brain slices from training cases (with ``context`` neighbours stacked as at
+    inference), zero-padded to one size (the histogram calibrators need equal shapes), in batches."""
+    from napari_lightseg.inference import stack_context
+
     rng = np.random.default_rng(seed)
     per_case = max(1, slices // len(cases))
     height = max(image.shape[2] for image, _ in cases)
@@ -49,9 +52,11 @@ def calibration_batches(cases: list[tuple[np.ndarray, np.ndarray]], slices: int 
     chosen = []
     for image, _ in cases:
         brain = np.flatnonzero(np.any(image != 0, axis=(0, 2, 3)))
+        slices_first = image.transpose(1, 0, 2, 3)
         for z in np.sort(rng.choice(brain, size=min(per_case, len(brain)), replace=False)):
-            padded = np.zeros((image.shape[0], height, width), dtype=np.float32)
-            padded[:, : image.shape[2], : image.shape[3]] = image[:, z]
+            stacked = stack_context(slices_first, int(z), int(z) + 1, context)[0]
+            padded = np.zeros((stacked.shape[0], height, width), dtype=np.float32)
+            padded[:, : image.shape[2], : image.shape[3]] = stacked
             chosen.append(padded)
     return [np.stack(chosen[i : i + batch]) for i in range(0, len(chosen), batch)]
 

@@ -196,7 +196,7 @@ class TorchBackend:
 
         if threads:
             torch.set_num_threads(threads)
-        model = _torch_model(str(card.path), card.architecture)
+        model = _torch_model(str(card.path), card.architecture, card.in_channels, card.out_channels)
 
         def run(batch: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
@@ -206,10 +206,10 @@ class TorchBackend:
 
 
 @lru_cache(maxsize=4)
-def _torch_model(path: str, architecture: str):
+def _torch_model(path: str, architecture: str, in_channels: int, out_channels: int):
     from .torch_archs import torch_model_from_onnx
 
-    return torch_model_from_onnx(path, architecture)
+    return torch_model_from_onnx(path, architecture, in_channels, out_channels)
 
 
 class NumpyBackend:

@@ -50,15 +50,16 @@ class UpConcat(nn.Module):
 class UNetFamily(nn.Module):
     """Encoder/decoder with skips; ``block(cin, cout)`` builds each level."""
 
-    def __init__(self, block, base: int = 16, depth: int = 4, norm: str = "bn"):
+    def __init__(self, block, base: int = 16, depth: int = 4, norm: str = "bn",
+                 in_channels: int = IN_CHANNELS, out_channels: int = NUM_CLASSES):
         super().__init__()
         widths = [base * 2**i for i in range(depth + 1)]
-        self.stem = block(IN_CHANNELS, widths[0])
+        self.stem = block(in_channels, widths[0])
         self.down = nn.ModuleList(block(widths[i], widths[i + 1]) for i in range(depth))
         self.up = nn.ModuleList(
             UpConcat(widths[i + 1], widths[i], block(2 * widths[i], widths[i]), norm) for i in reversed(range(depth))
         )
-        self.head = nn.Conv2d(widths[0], NUM_CLASSES, 1)
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.stem(x)]
@@ -99,12 +100,14 @@ class ResidualDSBlock(nn.Module):
         return self.body(x) + self.skip(x)
 
 
-def unet(base: int = 16, norm: str = "bn") -> nn.Module:
-    return UNetFamily(lambda i, o: DoubleConv(i, o, norm), base=base, norm=norm)
+def unet(base: int = 16, norm: str = "bn", in_channels: int = IN_CHANNELS, out_channels: int = NUM_CLASSES) -> nn.Module:
+    return UNetFamily(lambda i, o: DoubleConv(i, o, norm), base=base, norm=norm,
+                      in_channels=in_channels, out_channels=out_channels)
 
 
-def dsc_unet(base: int = 16, norm: str = "bn") -> nn.Module:
-    return UNetFamily(lambda i, o: ResidualDSBlock(i, o, norm), base=base, norm=norm)
+def dsc_unet(base: int = 16, norm: str = "bn", in_channels: int = IN_CHANNELS, out_channels: int = NUM_CLASSES) -> nn.Module:
+    return UNetFamily(lambda i, o: ResidualDSBlock(i, o, norm), base=base, norm=norm,
+                      in_channels=in_channels, out_channels=out_channels)
 
 
 # ---------------------------------------------------------------- MobileNetV3 + LR-ASPP
@@ -163,9 +166,9 @@ class MobileNetV3LRASPP(nn.Module):
     upsampled to stride 8, classified and added to a classifier on the stride-8 features.
     A final x2 refinement with the stride-2 stem features sharpens thin enhancing rims."""
 
-    def __init__(self, inter: int = 96):
+    def __init__(self, inter: int = 96, in_channels: int = IN_CHANNELS, out_channels: int = NUM_CLASSES):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(IN_CHANNELS, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
         blocks, cin = [], 16
         for k, e, o, se, act, s in MNV3_SMALL:
             blocks.append(InvertedResidual(cin, k, e, o, se, act, s))
@@ -174,11 +177,11 @@ class MobileNetV3LRASPP(nn.Module):
         self.stage16 = nn.Sequential(*blocks[3:])
         self.cbr = nn.Sequential(nn.Conv2d(cin, inter, 1, bias=False), nn.BatchNorm2d(inter), nn.ReLU(inplace=True))
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, inter, 1, bias=False), nn.Sigmoid())
-        self.low_classifier = nn.Conv2d(24, NUM_CLASSES, 1)
-        self.high_classifier = nn.Conv2d(inter, NUM_CLASSES, 1)
+        self.low_classifier = nn.Conv2d(24, out_channels, 1)
+        self.high_classifier = nn.Conv2d(inter, out_channels, 1)
         self.refine = nn.Sequential(
-            nn.Conv2d(16 + NUM_CLASSES, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
-            nn.Conv2d(16, NUM_CLASSES, 1),
+            nn.Conv2d(16 + out_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+            nn.Conv2d(16, out_channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,16 +197,18 @@ class MobileNetV3LRASPP(nn.Module):
 
 
 ARCHITECTURES = {
-    "unet": lambda norm="bn": unet(16, norm),
-    "dsc-unet": lambda norm="bn": dsc_unet(16, norm),
-    "mnv3-lraspp": lambda norm="bn": MobileNetV3LRASPP(),
+    "unet": lambda norm, cin, cout: unet(16, norm, cin, cout),
+    "dsc-unet": lambda norm, cin, cout: dsc_unet(16, norm, cin, cout),
+    "mnv3-lraspp": lambda norm, cin, cout: MobileNetV3LRASPP(in_channels=cin, out_channels=cout),
 }
 
 
-def build(name: str, norm: str = "bn") -> nn.Module:
+def build(name: str, norm: str = "bn", in_channels: int = IN_CHANNELS, out_channels: int = NUM_CLASSES) -> nn.Module:
+    """An architecture by name; ``in_channels`` = sequences x slices of context, ``out_channels`` = classes
+    (softmax head) or regions (sigmoid head)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[name](norm)
+    return ARCHITECTURES[name](norm, in_channels, out_channels)
 
 
 def count_params(model: nn.Module) -> int:
@@ -220,15 +225,17 @@ def count_flops(model: nn.Module, size: int = 240) -> int:
         total += 2 * k * out.numel()
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, IN_CHANNELS, size, size))
+        model(torch.zeros(1, first_conv.in_channels, size, size))
     for h in handles:
         h.remove()
     return total
 
 
-def torch_model_from_onnx(path: str | Path, architecture: str) -> nn.Module:
+def torch_model_from_onnx(path: str | Path, architecture: str, in_channels: int = IN_CHANNELS,
+                          out_channels: int = NUM_CLASSES) -> nn.Module:
     """Rebuild the PyTorch model from an FP32 ONNX file exported by ``src_models.export`` (the torch
     backend's FP32 reference: the ONNX initializers carry the state dict's names)."""
     import onnx
@@ -237,7 +244,7 @@ def torch_model_from_onnx(path: str | Path, architecture: str) -> nn.Module:
     graph = onnx.load(str(path)).graph
     weights = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
     norm = "gn" if any(n.op_type == "GroupNormalization" or n.op_type == "InstanceNormalization" for n in graph.node) else "bn"
-    model = build(architecture, norm)
+    model = build(architecture, norm, in_channels, out_channels)
     state = model.state_dict()
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
     if missing:

@@ -15,6 +15,7 @@ from typing import Any
 
 CARD_DIR = Path(__file__).resolve().parent
 KINDS = ("cnn", "pcnn")
+HEADS = ("classes", "regions")
 REQUIRED = ("name", "kind", "architecture", "precision", "sequences", "label_map", "validation")
 
 
@@ -44,6 +45,12 @@ class ModelCard:
     quantization: dict[str, Any] = field(default_factory=dict)
     reproduce: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # How a CNN's slices go in and its outputs come out (napari_lightseg.inference): "classes" = softmax over
+    # background/NCR/ED/ET, "regions" = sigmoid WT/TC/ET channels; context_slices = neighbours on each side
+    # stacked as channels (2.5D); test_time_flips = in-plane flips averaged by default ("lr", "ap").
+    head: str = "classes"
+    context_slices: int = 0
+    test_time_flips: list[str] = field(default_factory=list)
     card_path: Path | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -71,6 +78,14 @@ class ModelCard:
         """The short form the CLI's ``models --json`` prints."""
         return {"name": self.name, "kind": self.kind, "architecture": self.architecture, "precision": self.precision,
                 "file_mb": self.file_mb, "params": self.params, "validation": self.validation}
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.sequences) * (2 * self.context_slices + 1)
+
+    @property
+    def out_channels(self) -> int:
+        return 3 if self.head == "regions" else len(self.label_map)
 
     @property
     def training_free(self) -> bool:
@@ -123,6 +138,8 @@ def load_card(path: str | Path) -> ModelCard:
         raise CardError(f"{path}: kind must be one of {KINDS}, got {data['kind']!r}")
     if data["kind"] == "cnn" and not (data.get("file") and data.get("sha256")):
         raise CardError(f"{path}: a cnn card needs file and sha256")
+    if data.get("head", "classes") not in HEADS:
+        raise CardError(f"{path}: head must be one of {HEADS}, got {data['head']!r}")
     known = set(ModelCard.__dataclass_fields__) - {"card_path"}
     unknown = set(data) - known
     if unknown:

@@ -1,0 +1,67 @@
+"""Slice inference shared by engine and training: 2.5D context order, region decoding, test-time flips."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_lightseg import inference
+
+
+def test_context_is_offset_major_and_clamped_at_the_ends():
+    slices = np.arange(5 * 2, dtype=np.float32).reshape(5, 2, 1, 1)  # (z, sequences, y, x): value = 2z + s
+    stacked = inference.stack_context(slices, 0, 2, context=1)
+    assert stacked.shape == (2, 6, 1, 1)
+    # slice 0: neighbours z-1 (clamped to 0), 0, 1; channels [s0, s1] per offset
+    assert stacked[0, :, 0, 0].tolist() == [0, 1, 0, 1, 2, 3]
+    assert stacked[1, :, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert inference.stack_context(slices, 0, 5, context=0).shape == (5, 2, 1, 1)
+
+
+def test_regions_decode_nested_classes():
+    wt = np.array([[1, 1, 1, 0]], bool)
+    tc = np.array([[0, 1, 1, 1]], bool)  # TC outside WT is ignored
+    et = np.array([[0, 0, 1, 0]], bool)
+    labels = inference.labels_from_regions(wt, tc, et)
+    assert labels.tolist() == [[inference.ED, inference.NCR, inference.ET, 0]]
+    logits = np.stack([np.where(m, 4.0, -4.0) for m in (wt, tc, et)])[None]  # (1, 3, 1, 4)
+    assert inference.decode(logits, "regions").tolist() == [[[2, 1, 3, 0]]]
+
+
+def test_flips_average_the_flipped_back_probabilities():
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+
+    def mirror_invariant(batch: np.ndarray) -> np.ndarray:
+        """A model symmetric under left-right flips: flips must not change its labels."""
+        both = batch[:, :4] + np.flip(batch[:, :4], -1)
+        return np.concatenate([both.mean(1, keepdims=True), both[:, :3]], axis=1)
+
+    plain = inference.predict_volume(mirror_invariant, image, batch=2)
+    flipped = inference.predict_volume(mirror_invariant, image, batch=2, flips=["lr"])
+    assert np.array_equal(plain, flipped)
+
+    def shifted(batch: np.ndarray) -> np.ndarray:
+        """A model that looks one column to the left: the lr flip really is applied and undone."""
+        out = np.zeros((batch.shape[0], 4, *batch.shape[2:]), np.float32)
+        out[:, 1, :, 1:] = batch[:, 0, :, :-1]
+        return out
+
+    one_way = inference.predict_volume(shifted, image, batch=3)
+    averaged = inference.predict_volume(shifted, image, batch=3, flips=["lr", "ap"])
+    assert one_way.shape == averaged.shape == (3, 8, 8)
+    assert not np.array_equal(one_way, averaged)
+
+
+def test_slices_without_brain_are_skipped_and_unknown_options_refused():
+    image = np.zeros((4, 6, 4, 4), np.float32)
+    image[:, 3] = 1.0
+    calls = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch.shape[0])
+        return np.ones((batch.shape[0], 4, 4, 4), np.float32)
+
+    inference.predict_volume(model, image, batch=2)
+    assert calls == [2]  # only the chunk holding slice 3
+    with pytest.raises(ValueError, match="flips"):
+        inference.predict_volume(model, image, flips=["up"])

@@ -84,6 +84,6 @@ def test_pcnn_detection_without_a_box_says_so(viewer_with_sample):
 
     widget = SegmentWidget(viewer_with_sample)
     before = len(viewer_with_sample.layers)
-    widget._on_detection(Detection(None), None)
+    widget._on_detection(Detection.nothing("pcnn"), None)
     assert "no tumour-like region" in widget.status.text()
     assert len(viewer_with_sample.layers) == before

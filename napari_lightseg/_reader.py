@@ -27,7 +27,9 @@ from .io import CONVENTIONS, StudyError, discover, is_nifti, load_study, role_of
 from .io.labels import LabelError, read_label_sidecar
 from .io.naming import SEGMENTATION, case_name, strip_nifti_suffix
 from .io.nifti import Geometry, load_nifti
-from .layers import METADATA_KEY, LayerData, clinical_study_layers, labels_layer, spatial_kwargs, study_layers
+from .io.opened import remember
+from .layers import LayerData, clinical_study_layers, labels_layer, spatial_kwargs, study_layers
+from .types import LayerMeta
 
 PLUGIN_NAME = "napari-lightseg"
 NIFTI_INTENT_LABEL = 1002
@@ -147,8 +149,9 @@ def read_mask(path: Path, data: np.ndarray, img: nib.Nifti1Image, convention: st
 
 
 def _plain_image(path: Path, data: np.ndarray, geometry: Geometry) -> LayerData:
-    meta = {"study": case_name(path), "role": "image", "sequence": None, "geometry": geometry, "source": str(path)}
-    kwargs = dict(name=strip_nifti_suffix(path.name), colormap="gray", metadata={METADATA_KEY: meta}, **spatial_kwargs(geometry))
+    remember(geometry, [path])
+    meta = LayerMeta(case_name(path), "image", geometry=geometry, source=str(path))
+    kwargs = dict(name=strip_nifti_suffix(path.name), colormap="gray", metadata=meta.layer_metadata(), **spatial_kwargs(geometry))
     return (geometry.to_display(data), kwargs, "image")
 
 

@@ -122,7 +122,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                            model_name=card.name)
         result.timings_s["write"] = time.perf_counter() - t  # the mask (and sidecar), not yet renamed into place
         if args.report:
-            plan.write(args.report, lambda temp: temp.write_text(json.dumps(result.report(), indent=2) + "\n"))
+            report = result.run_report().as_dict()  # types.RunReport: the one shape of a run
+            plan.write(args.report, lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
         plan.commit()
     for note in result.notes:
         print(f"lightseg: note: {note}", file=sys.stderr)

@@ -46,20 +46,19 @@ from typing import Any
 from .io import StudyError, is_nifti
 from .io.outputs import write_atomically
 from .models import CardError, ModelCard, get_card, load_card
+from .types import RunReport
 
 STATUS_OK, STATUS_SKIPPED, STATUS_FAILED, STATUS_CANCELLED = "ok", "skipped", "failed", "cancelled"
 EXIT_OK, EXIT_BAD_ARGS, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 CONNECT_TIMEOUT_S = 20  # to reach an existing scheduler
 MEMORY_PER_WORKER_GB = 1.5  # one 240x240x155 case peaks near 0.5 GB in the engine; room for the worker itself
-STAGES = ("read", "preprocess", "inference", "postprocess", "write")
-CLASSES = ("NCR", "ED", "ET", "WT", "TC")
-
+# one row per case: the run's own columns (``RunReport.COLUMNS``), with the cohort's status and identity
+# around them; cpu_s and energy cover the whole task (reading and writing included), as task_s does
 COLUMNS: tuple[str, ...] = (
-    "case", "status", "error", "model", "card_sha256", "backend", "provider", "ort_threads", "worker",
-    *(f"{c}_ml" for c in CLASSES),
-    *(f"{s}_s" for s in STAGES), "task_s", "cpu_s", "energy_j", "energy_wh", "energy_method",
-    "session_reused", "inputs_sha256", "input", "seg_path", "report_path", "notes",
+    "case", "status", "error", *(c for c in RunReport.COLUMNS if c != "case"), "task_s",
+    "card_sha256", "ort_threads", "worker", "session_reused", "inputs_sha256", "input", "seg_path", "report_path",
 )
+NUMERIC_COLUMNS = frozenset(c for c in COLUMNS if c.endswith(("_ml", "_s", "_j", "_wh", "_mb")) or c == "ms_per_slice")
 
 Progress = Callable[[dict[str, Any], int, int, int], None]  # (row, done, failed, total)
 
@@ -242,8 +241,8 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
                  threads: int | None = None, labels: str | None = None, notes: str = "") -> dict[str, Any]:
     """Load, segment and write one case; return its cohort row. Never raises for a bad case: a failed row."""
     from . import engine
-    from ._writer import save_labels
     from .energy import EnergyMeter
+    from .io import save_labels
 
     out_dir = Path(out_dir)
     seg, report_path = output_paths(out_dir, case)
@@ -263,15 +262,11 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
         # an output folder inside the cohort must never replace a case's own files (e.g. its ground truth)
         save_labels(seg, result.labels, result.geometry, labels or result.study_convention or "brats2021",
                     overwrite=True, inputs=case.paths)
-        write_s = time.perf_counter() - t
-        timings = {**result.timings_s, "read": read_s, "write": write_s}
-        row.update(status=STATUS_OK, backend=result.backend, provider=result.provider,
-                   **{f"{c}_ml": round(result.volumes_ml.get(c, 0.0), 3) for c in CLASSES},
-                   **{f"{s}_s": round(timings.get(s, 0.0), 4) for s in STAGES},
-                   seg_path=str(seg), report_path=str(report_path))
-        if result.notes:
-            row["notes"] = "; ".join([n for n in (notes, *result.notes) if n])
-        report = result.report()
+        run_report = result.run_report()
+        run_report.timings_s.update(read=read_s, write=time.perf_counter() - t)  # the whole load, and the mask
+        run_report.notes = [n for n in (notes, *result.notes) if n]
+        row.update({**run_report.row(), "case": case.name}, status=STATUS_OK, seg_path=str(seg), report_path=str(report_path))
+        report = run_report.as_dict()
     except Exception as exc:  # any failure of this case becomes its row; the cohort goes on
         row.update(status=STATUS_FAILED, error=one_line_error(case, exc))
         report = None
@@ -490,10 +485,9 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path | None:
         import pyarrow.parquet as pq
     except ImportError:
         return None
-    numeric = {c for c in COLUMNS if c.endswith(("_ml", "_s", "_j", "_wh"))}
-    data = {c: [(float(r[c]) if r.get(c, "") != "" else None) if c in numeric else str(r.get(c, "")) for r in rows]
+    data = {c: [(float(r[c]) if r.get(c, "") != "" else None) if c in NUMERIC_COLUMNS else str(r.get(c, "")) for r in rows]
             for c in COLUMNS}
-    table = pa.table({c: pa.array(v, type=pa.float64() if c in numeric else pa.string()) for c, v in data.items()})
+    table = pa.table({c: pa.array(v, type=pa.float64() if c in NUMERIC_COLUMNS else pa.string()) for c, v in data.items()})
     try:
         return write_atomically(path, lambda temp: pq.write_table(table, str(temp)), overwrite=True, kind="Parquet table")
     except (pa.ArrowException, OSError):  # the CSV is the table of record; Parquet is a convenience

@@ -4,7 +4,8 @@ Every operation is pure: it returns a NEW array and leaves its input alone, so a
 diff and undo it. ``apply_to_layer`` writes only the changed voxels into a napari Labels layer
 through ``Labels.data_setitem``, which records them as ONE item of the layer's undo history:
 Ctrl+Z undoes the whole operation and redo re-applies it. Axis 0 is the slice axis (axial in the
-plugin's display orientation). No Qt here.
+plugin's display orientation). No Qt here. The component operations (``remove_small_components``,
+``keep_largest_component``) live in ``postprocess``, shared with the engine, and are offered here too.
 """
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ import numpy as np
 from scipy import ndimage
 
 from .io.labels import CLASS_NAMES
-from .metrics import voxel_ml
-from .preprocess import bounding_box
+from .postprocess import FACES, keep_largest_component, remove_small_components
 
-_FACES = 1  # scipy's connectivity rank: face neighbours only (6 in 3D)
-_FULL = 3  # faces, edges and corners (26 in 3D)
+__all__ = ["Change", "apply_to_layer", "diff", "fill_holes", "grow_class", "interpolate_class", "keep_largest_component",
+           "remove_small_components", "shrink_class"]
 
 
 @dataclass(frozen=True)
@@ -103,32 +103,6 @@ def interpolate_class(labels: np.ndarray, label: int, first: int, last: int,
     return out
 
 
-def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
-    """Component ids (0 = outside) and the voxel count of each id."""
-    structure = ndimage.generate_binary_structure(mask.ndim, connectivity)
-    ids, _ = ndimage.label(mask, structure=structure)
-    return ids, np.bincount(ids.ravel())
-
-
-def remove_small_components(labels: np.ndarray, min_ml: float, spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
-                            per_class: bool = True, connectivity: int = _FULL) -> np.ndarray:
-    """Set to background every connected component smaller than ``min_ml`` mL.
-
-    ``per_class``: components of each class separately (a stray ET speck inside edema goes);
-    otherwise components of the whole tumour (only islands apart from the tumour go).
-    """
-    out = np.array(labels, copy=True)
-    view = out[bounding_box(out > 0)]
-    min_voxels = float(min_ml) / voxel_ml(spacing)
-    masks = [view == c for c in CLASS_NAMES] if per_class else [view > 0]
-    for mask in masks:
-        ids, sizes = _components(mask, connectivity)
-        small = sizes < min_voxels
-        small[0] = False
-        view[small[ids]] = 0
-    return out
-
-
 def fill_holes(labels: np.ndarray, label: int | None = None, per_slice: bool = False) -> np.ndarray:
     """Fill background enclosed by a class (``label``) or by the whole tumour (``None``).
 
@@ -162,7 +136,7 @@ def grow_class(labels: np.ndarray, label: int, voxels: int = 1) -> np.ndarray:
     _check_class(label)
     out = np.array(labels, copy=True)
     for _ in range(_check_steps(voxels)):
-        grown = ndimage.binary_dilation(out == label, structure=ndimage.generate_binary_structure(out.ndim, _FACES))
+        grown = ndimage.binary_dilation(out == label, structure=ndimage.generate_binary_structure(out.ndim, FACES))
         out[grown & (out == 0)] = label
     return out
 
@@ -175,19 +149,7 @@ def shrink_class(labels: np.ndarray, label: int, voxels: int = 1) -> np.ndarray:
     if not steps:  # scipy reads iterations=0 as "until nothing changes"
         return out
     mask = out == label
-    kept = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(out.ndim, _FACES),
+    kept = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(out.ndim, FACES),
                                   iterations=steps)
     out[mask & ~kept] = 0
-    return out
-
-
-def keep_largest_component(labels: np.ndarray, connectivity: int = _FULL) -> np.ndarray:
-    """Keep the largest connected component of the whole tumour (all classes in it); clear the rest."""
-    out = np.array(labels, copy=True)
-    view = out[bounding_box(out > 0)]
-    ids, sizes = _components(view > 0, connectivity)
-    if sizes.size <= 2:  # no tumour, or a single component
-        return out
-    sizes[0] = 0
-    view[(ids != int(np.argmax(sizes))) & (ids > 0)] = 0
     return out

@@ -16,34 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from .backends import get_backend, parse_backend
-from .correction import remove_small_components
 from .energy import EnergyMeter
 from .io import Geometry, Study, load_study
 from .io.study import study_convention
-from .metrics import class_volumes_ml, voxel_ml
+from .metrics import class_volumes_ml
 from .models import ModelCard
-from .preprocess import bounding_box, prepare, quality, uncrop
+from .postprocess import MIN_COMPONENT_ML, find_components, remove_small_components
+from .preprocess import prepare, quality, uncrop
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
+from .types import Detection, RunReport, Segmentation
 
-MIN_COMPONENT_ML = 0.1
+__all__ = ["DEFAULT_BATCH", "MIN_COMPONENT_ML", "Detection", "Result", "find_components", "run", "segment_paths"]
+
 DEFAULT_BATCH = 16
 
 
 @dataclass
-class Detection:
-    """A connected tumour component: inclusive box and centroid in display voxel indices."""
-
-    box: tuple[tuple[int, int, int], tuple[int, int, int]]
-    centroid: tuple[float, float, float]
-    volume_ml: float
-    source: str = "components"
-
-
-@dataclass
 class Result:
+    """A finished run: the labels on their grid and everything measured on the way (``run_report()``)."""
+
     labels: np.ndarray  # internal classes, display orientation
     geometry: Geometry
     model: str
@@ -65,19 +58,20 @@ class Result:
     def ms_per_slice(self) -> float:
         return 1000.0 * self.timings_s.get("inference", 0.0) / max(self.slices, 1)
 
+    @property
+    def segmentation(self) -> Segmentation:
+        """The labels with their grid, label convention and model: what a writer needs."""
+        return Segmentation(self.labels, self.geometry, self.study_convention, self.model)
+
+    def run_report(self) -> RunReport:
+        """The run in the project's one report shape (CLI ``--report``, runs table, cohort row)."""
+        return RunReport(self.study_name, self.model, self.backend, self.provider, dict(self.timings_s),
+                         dict(self.volumes_ml), self.slices, list(self.detections), self.peak_memory_mb,
+                         list(self.notes), self.cpu_s, self.energy_j, self.energy_method)
+
     def report(self) -> dict[str, Any]:
-        """JSON-ready summary (the CLI's ``--report``)."""
-        return {
-            "case": self.study_name, "model": self.model, "backend": self.backend, "provider": self.provider,
-            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
-            "ms_per_slice": round(self.ms_per_slice, 3), "slices": self.slices,
-            "volumes_ml": {k: round(v, 3) for k, v in self.volumes_ml.items()},
-            "detections": [{"box_voxel_display": [list(d.box[0]), list(d.box[1])], "centroid_voxel_display":
-                            [round(c, 2) for c in d.centroid], "volume_ml": round(d.volume_ml, 3)} for d in self.detections],
-            "peak_memory_mb": round(self.peak_memory_mb, 1), "notes": self.notes,
-            "cpu_s": round(self.cpu_s, 4), "energy_j": round(self.energy_j, 3),
-            "energy_wh": round(self.energy_j / 3600.0, 6), "energy_method": self.energy_method,
-        }
+        """JSON-ready summary (the CLI's ``--report``): ``run_report().as_dict()``."""
+        return self.run_report().as_dict()
 
     def summary_line(self) -> str:
         t = self.timings_s
@@ -161,27 +155,6 @@ def _infer_slices(model, image: np.ndarray, batch: int, progress: ProgressCallba
     chosen = (card.test_time_flips if card else []) if flips is None else flips
     return inference.predict_volume(model, image, head=head, context=context, flips=chosen, batch=batch,
                                     progress=progress, cancel=cancel)
-
-
-def find_components(labels: np.ndarray, spacing: tuple[float, ...]) -> list[Detection]:
-    """One detection per 26-connected tumour component, largest first (display voxel indices)."""
-    if not labels.any():
-        return []
-    box = bounding_box(labels > 0, margin=1)
-    offset = np.array([s.start for s in box])
-    components, _ = ndimage.label(labels[box] > 0, structure=np.ones((3, 3, 3)))
-    found = []
-    for index, sub in enumerate(ndimage.find_objects(components), start=1):
-        if sub is None:
-            continue
-        mask = components[sub] == index
-        start = offset + [s.start for s in sub]
-        cz, cy, cx = (float(c) for c in np.array(ndimage.center_of_mass(mask)) + start)
-        stop = offset + [s.stop - 1 for s in sub]
-        corners = ((int(start[0]), int(start[1]), int(start[2])), (int(stop[0]), int(stop[1]), int(stop[2])))
-        found.append(Detection(corners, (cz, cy, cx),
-                               float(mask.sum()) * voxel_ml(spacing)))
-    return sorted(found, key=lambda d: -d.volume_ml)
 
 
 def _peak_rss_mb() -> float:

@@ -1,8 +1,9 @@
 """napari layer data for studies and masks (LayerData tuples; no Qt, no viewer).
 
-Every layer the plugin makes carries ``metadata["lightseg"]``: the study name, the role
-(``image``/``labels``), the sequence, the source ``Geometry`` (affine + header + orientation) and
-the label convention, so that the writer restores the file's own grid exactly.
+Every layer the plugin makes carries ``metadata["lightseg"]``, a ``types.LayerMeta``: the study name, the
+role (``image``/``labels``), the sequence, the source ``Geometry`` (affine + header + orientation) and
+the label convention, so that the writer restores the file's own grid exactly. The builders also record
+each grid and source file in ``io.opened`` (what the writer protects, and the grid of a hand-drawn mask).
 """
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import numpy as np
 
 from .display import class_features
 from .io import CLASS_COLORS, SEQUENCE_TITLES, SEQUENCES, Geometry, Study, StudyError, role_of
+from .io.opened import remember
+from .io.outputs import source_file
+from .types import Box, LayerMeta
 
-METADATA_KEY = "lightseg"
+METADATA_KEY = LayerMeta.KEY
 AXIS_LABELS = ("I→S", "A→P", "R→L")
 GROUND_TRUTH_SUFFIX = "ground truth"
 LABELS_OPACITY = 0.7  # one result at a time: strong enough to read the classes, the anatomy still shows
@@ -43,19 +47,25 @@ def image_layers(study: Study) -> list[LayerData]:
         limits = (float(np.percentile(brain, 0.5)), float(np.percentile(brain, 99.5))) if brain.size else (0.0, 1.0)
         if limits[1] <= limits[0]:
             limits = (limits[0], limits[0] + 1.0)
-        meta = {"study": study.name, "role": "image", "sequence": seq, "geometry": study.geometry, "source": study.sources.get(seq)}
+        source = study.sources.get(seq)
+        remember(study.geometry, [source])
+        meta = LayerMeta(study.name, "image", sequence=seq, geometry=study.geometry, source=source)
         kwargs = dict(name=image_layer_name(study.name, seq), colormap="gray", contrast_limits=limits,
-                      visible=seq == "flair", metadata={METADATA_KEY: meta}, **spatial_kwargs(study.geometry))
+                      visible=seq == "flair", metadata=meta.layer_metadata(), **spatial_kwargs(study.geometry))
         layers.append((data, kwargs, "image"))
     return layers
 
 
 def labels_layer(labels: np.ndarray, geometry: Geometry, name: str, *, study: str = "",
                  convention: str | None = None, extra: dict[str, Any] | None = None) -> LayerData:
-    """A Labels layer of internal classes with the class colours and the study's grid."""
-    meta = {"study": study, "role": "labels", "geometry": geometry, "convention": convention, **(extra or {})}
+    """A Labels layer of internal classes with the class colours and the study's grid.
+
+    ``extra``: further metadata (``source``, ``model`` and any helper's keys), read through ``LayerMeta``."""
+    meta = LayerMeta.from_dict({"study": study, "role": "labels", "geometry": geometry, "convention": convention,
+                                **(extra or {})})
+    remember(geometry, [meta.source])
     kwargs = dict(name=name, colormap=label_colormap(), opacity=LABELS_OPACITY, features=class_features(),
-                  metadata={METADATA_KEY: meta}, **spatial_kwargs(geometry))
+                  metadata=meta.layer_metadata(), **spatial_kwargs(geometry))
     return (np.asarray(labels, dtype=np.uint8), kwargs, "labels")
 
 
@@ -73,12 +83,25 @@ def study_layers(study: Study) -> list[LayerData]:
     return layers
 
 
+def layer_meta(layer_metadata: dict | None) -> LayerMeta:
+    """The plugin's metadata of a layer, typed (empty for layers made elsewhere)."""
+    return LayerMeta.of_layer(layer_metadata)
+
+
 def lightseg_metadata(layer_metadata: dict) -> dict:
-    """The plugin's metadata of a layer ({} for layers made elsewhere)."""
-    return dict(layer_metadata.get(METADATA_KEY) or {})
+    """The plugin's metadata of a layer as a flat dict ({} for layers made elsewhere): ``layer_meta().to_dict()``
+    for code that reads helper keys; typed code uses ``layer_meta``."""
+    stored = layer_metadata.get(METADATA_KEY)
+    return LayerMeta.from_dict(stored).to_dict() if stored else {}
 
 
-def box_shapes(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> list[np.ndarray]:
+def layer_source_files(layers) -> list[str]:
+    """Source files of the plugin's layers among ``layers`` (a viewer's layer list): inputs never to write."""
+    files = [source_file(layer_meta(layer.metadata).source) for layer in layers]
+    return [f for f in files if f]
+
+
+def box_shapes(boxes: list[Box]) -> list[np.ndarray]:
     """A rectangle on every slice each 3D box spans (inclusive display indices), so the box shows
     while scrolling through slices in 2D."""
     data = []
@@ -88,7 +111,7 @@ def box_shapes(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -
     return data
 
 
-def box_outlines(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> list[np.ndarray]:
+def box_outlines(boxes: list[Box]) -> list[np.ndarray]:
     """The 12 edges of each 3D box, as lines: the outline for the 3D view."""
     lines = []
     for lo, hi in boxes:
@@ -99,16 +122,17 @@ def box_outlines(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]])
     return lines
 
 
-def boxes_layers(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]], geometry: Geometry, name: str,
+def boxes_layers(boxes: list[Box], geometry: Geometry, name: str,
                  color: str = "cyan", slice_rectangles: list[np.ndarray] | None = None) -> list[LayerData]:
     """Two Shapes layers: per-slice rectangles (``role: boxes``, for 2D; by default every slice of
     each box) and 3D outlines (``role: box-outlines``, hidden until the 3D view)."""
     common = dict(edge_color=color, face_color="transparent", edge_width=1.5, ndim=3, **spatial_kwargs(geometry))
     rectangles = box_shapes(boxes) if slice_rectangles is None else slice_rectangles
     return [
-        (rectangles, dict(name=name, shape_type="rectangle", metadata={METADATA_KEY: {"role": "boxes", "geometry": geometry}}, **common), "shapes"),
+        (rectangles, dict(name=name, shape_type="rectangle", metadata=LayerMeta(role="boxes", geometry=geometry).layer_metadata(),
+                          **common), "shapes"),
         (box_outlines(boxes), dict(name=f"{name} 3D", shape_type="line", visible=False,
-                                   metadata={METADATA_KEY: {"role": "box-outlines", "geometry": geometry}}, **common), "shapes"),
+                                   metadata=LayerMeta(role="box-outlines", geometry=geometry).layer_metadata(), **common), "shapes"),
     ]
 
 
@@ -118,7 +142,7 @@ def sequence_layers(layers) -> dict[str, list[str]]:
     for layer in layers:
         if getattr(layer, "_type_string", "") != "image" or np.ndim(layer.data) != 3:
             continue
-        seq = lightseg_metadata(layer.metadata).get("sequence") or role_of(layer.name + ".nii")
+        seq = layer_meta(layer.metadata).sequence or role_of(layer.name + ".nii")
         if seq in found:
             found[seq].append(layer.name)
     return found
@@ -131,9 +155,9 @@ def study_from_layers(layers, chosen: dict[str, str]) -> Study:
         if not layer_name:
             continue
         layer = layers[layer_name]
-        info = lightseg_metadata(layer.metadata)
+        info = layer_meta(layer.metadata)
         if geometry is None:
-            geometry, name = info.get("geometry"), info.get("study") or layer_name
+            geometry, name = info.geometry, info.study or layer_name
         images[seq] = np.asarray(layer.data, dtype=np.float32)
     shapes = {a.shape for a in images.values()}
     if len(shapes) > 1:
@@ -146,11 +170,11 @@ def study_from_layers(layers, chosen: dict[str, str]) -> Study:
 def grid_mismatch(reference, masks: list) -> str | None:
     """Why ``masks`` (layers) cannot be compared voxel by voxel with ``reference``: another shape or
     another source grid (affine). None when they can: a mask from elsewhere must not score Dice 0."""
-    ref_shape, ref_geometry = np.shape(reference.data), lightseg_metadata(reference.metadata).get("geometry")
+    ref_shape, ref_geometry = np.shape(reference.data), layer_meta(reference.metadata).geometry
     for mask in masks:
         if np.shape(mask.data) != ref_shape:
             return f"{mask.name}: shape {np.shape(mask.data)} differs from {reference.name}'s {ref_shape}; not compared"
-        geometry = lightseg_metadata(mask.metadata).get("geometry")
+        geometry = layer_meta(mask.metadata).geometry
         if ref_geometry is not None and geometry is not None and not geometry.same_grid(ref_geometry):
             return (f"{mask.name}: on another grid than {reference.name} "
                     f"({geometry.describe_difference(ref_geometry)}); not compared")
@@ -169,8 +193,11 @@ def clinical_study_layers(study: Study, inputs: list[str], series_table: list[di
                                  aligned="registered" if any(r.registered for r in study.alignment.values()) else "scanner coordinates")
     if dicom_folder is not None:
         extra["dicom_folder"] = str(dicom_folder)
+    remember(study.geometry, inputs)
     layers = study_layers(study)
     for _, kwargs, kind in layers:
         if kind == "image":
-            kwargs["metadata"][METADATA_KEY].update(extra)
+            meta = LayerMeta.of_layer(kwargs["metadata"])
+            meta.extra.update(extra)
+            kwargs["metadata"] = meta.layer_metadata()
     return layers

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .arrays import bounding_box
 from .io.labels import CLASS_NAMES, REGIONS, region_mask
-from .preprocess import bounding_box
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

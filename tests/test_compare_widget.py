@@ -9,9 +9,9 @@ import pytest
 
 from napari_lightseg._qt.compare_widget import DISAGREEMENT, RUN_TIME, TABLE_COLUMNS, CompareWidget
 from napari_lightseg._sample_data import sample_glioma
-from napari_lightseg._writer import save_labels
 from napari_lightseg.compare import COLUMNS, interleave_for_grid, run_names
 from napari_lightseg.correction import shrink_class
+from napari_lightseg.io import save_labels
 from napari_lightseg.layers import labels_layer, lightseg_metadata, study_layers
 
 pytestmark = pytest.mark.viewer

@@ -7,8 +7,8 @@ from helpers import blob_study, tiny_onnx_card
 
 from napari_lightseg import engine
 from napari_lightseg.backends import available_backends, backend_choices, parse_backend
-from napari_lightseg.correction import remove_small_components
 from napari_lightseg.models import list_cards
+from napari_lightseg.postprocess import find_components, remove_small_components
 from napari_lightseg.progress import Cancelled
 
 pytest.importorskip("onnx")
@@ -70,8 +70,8 @@ def test_small_components_are_dropped():
     labels[15, 15, 15] = 1
     out = remove_small_components(labels, 0.01, (1.0, 1.0, 1.0), per_class=False)
     assert out[15, 15, 15] == 0 and (out[2:10, 2:10, 2:10] == 2).all()
-    dets = engine.find_components(out, (1.0, 1.0, 1.0))
-    assert len(dets) == 1 and dets[0].box == ((2, 2, 2), (9, 9, 9)) and dets[0].volume_ml == pytest.approx(0.512)
+    dets = find_components(out, (1.0, 1.0, 1.0))
+    assert len(dets) == 1 and tuple(dets[0].box) == ((2, 2, 2), (9, 9, 9)) and dets[0].volume_ml == pytest.approx(0.512)
 
 
 CNN_CARDS = [c for c in list_cards() if c.kind == "cnn"]

@@ -7,8 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_lightseg._writer import save_labels
-from napari_lightseg.io import DISPLAY_AXCODES, SEQUENCES, Geometry, StudyError, load_study
+from napari_lightseg.io import DISPLAY_AXCODES, SEQUENCES, Geometry, StudyError, load_study, save_labels
 
 SHAPE = (9, 8, 7)  # all different, so a wrong transpose cannot pass
 

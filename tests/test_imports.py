@@ -29,3 +29,68 @@ def test_qt_only_in_qt_package() -> None:
     offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if "_qt" not in p.parts and any(
         name.split(".")[0] in qt for name in _imports(p))]
     assert offenders == []
+
+
+# Each top-level module or package of the plugin by layer: a module may import its own layer or lower ones,
+# never a higher one (lazy imports inside functions count too). A new module must be placed here.
+LAYERS: dict[str, int] = {
+    "__init__": 0, "models": 0, "progress": 0, "energy": 0, "arrays": 0,  # leaves
+    "io": 1,  # reading and writing studies, masks, DICOM
+    "types": 2, "preprocess": 2, "display": 2, "metrics": 2, "backends": 2,  # nouns and pure compute
+    "postprocess": 3, "pcnn": 3, "correction": 3, "layers": 3, "compare": 3,
+    "engine": 4, "clinical": 4,  # a run; a clinical study opened end to end
+    "clinical_view": 5, "compare_jobs": 5, "cohort": 5,  # what the GUI and batch build on the engine
+    "cli_batch": 6, "_reader": 6, "_writer": 6, "_sample_data": 6,  # entry points: npe2 hooks, CLI parts
+    "cli": 7, "_qt": 7,  # the terminal and the widgets
+}
+# Known upward edges, each to be removed (not added to): io.study registers NIfTI series on other grids.
+KNOWN_UPWARD = {("io", "preprocess")}
+
+
+def _package_imports(path: Path) -> set[str]:
+    """Top-level plugin modules that ``path`` imports, relative or absolute, at any depth of the file."""
+    own = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    package = own[:-1]  # the package a relative import starts from (an __init__'s own package too)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = package[: len(package) - (node.level - 1)]
+            target = base + (node.module.split(".") if node.module else [])
+            found.update([target[0]] if target else [alias.name for alias in node.names])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("napari_lightseg."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("napari_lightseg."))
+    return found - {"__version__"}
+
+
+def _module_of(path: Path) -> str:
+    return path.relative_to(PACKAGE).with_suffix("").parts[0]
+
+
+def test_no_module_imports_upward() -> None:
+    unplaced = sorted({_module_of(p) for p in PACKAGE.rglob("*.py")} - set(LAYERS))
+    assert unplaced == [], f"place these modules in LAYERS: {unplaced}"
+    upward = sorted((_module_of(p), target, str(p.relative_to(PACKAGE))) for p in PACKAGE.rglob("*.py")
+                    for target in _package_imports(p) if target in LAYERS and target != _module_of(p)
+                    and LAYERS[target] > LAYERS[_module_of(p)] and (_module_of(p), target) not in KNOWN_UPWARD)
+    assert upward == []
+
+
+def test_compute_never_imports_widgets_or_hooks() -> None:
+    hooks = {"_qt", "cli", "cli_batch", "_reader", "_writer", "_sample_data"}
+    offenders = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                       if _module_of(p) not in hooks and _package_imports(p) & hooks)
+    assert offenders == []
+
+
+def test_straight_dependencies() -> None:
+    """The engine post-processes through ``postprocess``, not the manual-correction tools; array helpers come
+    from ``arrays``; masks are saved through ``io``, never through the npe2 writer hook."""
+    assert "correction" not in _package_imports(PACKAGE / "engine.py")
+    for name in ("metrics.py", "correction.py", "postprocess.py", "pcnn/detect.py"):
+        assert "preprocess" not in _package_imports(PACKAGE / name), name
+    source = (PACKAGE / "preprocess" / "__init__.py").read_text()
+    assert "def bounding_box" not in source
+    users_of_hook = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if "_writer" in _package_imports(p))
+    assert users_of_hook == []

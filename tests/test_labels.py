@@ -7,8 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_lightseg._writer import save_labels, write_labels
-from napari_lightseg.io import Geometry, LabelError, StudyError, from_internal, load_labels, region_mask, to_internal
+from napari_lightseg._writer import write_labels
+from napari_lightseg.io import Geometry, LabelError, StudyError, from_internal, load_labels, region_mask, save_labels, to_internal
 from napari_lightseg.io.labels import detect_convention
 from napari_lightseg.layers import labels_layer
 

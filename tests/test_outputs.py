@@ -12,9 +12,9 @@ import pytest
 from bad_inputs import hashes, synthetic_case
 from helpers import blob_study
 
-from napari_lightseg._writer import save_labels, write_labels
+from napari_lightseg._writer import write_labels
 from napari_lightseg.compare import write_csv
-from napari_lightseg.io import save_nifti_like
+from napari_lightseg.io import save_labels, save_nifti_like
 from napari_lightseg.io.outputs import TEMP_PREFIX, OutputError, OutputPlan, file_mode, write_atomically
 from napari_lightseg.layers import METADATA_KEY
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from napari_lightseg._writer import save_labels
-from napari_lightseg.io import SEQUENCES, Study, load_labels, load_study
+from napari_lightseg.io import SEQUENCES, Study, load_labels, load_study, save_labels
 
 BRATS_SHAPE = (155, 240, 240)  # display order of the 240 x 240 x 155 BraTS grid
 

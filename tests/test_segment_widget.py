@@ -41,6 +41,7 @@ def test_run_model_adds_labels(viewer_with_sample, qtbot, kind):
     assert tuple(layer.scale) == tuple(viewer_with_sample.layers["sample-glioma-0 FLAIR"].scale)
     assert layer.data.max() > 0
     assert widget.table.rowCount() >= 1 and name in widget.runs_csv()
+    _check_runs_table_is_the_run_report(widget)
     # a re-run replaces the layer instead of adding another
     count = len(viewer_with_sample.layers)
     widget.run()
@@ -84,6 +85,22 @@ def test_pcnn_detection_without_a_box_says_so(viewer_with_sample):
 
     widget = SegmentWidget(viewer_with_sample)
     before = len(viewer_with_sample.layers)
-    widget._on_detection(Detection(None), None)
+    widget._on_detection(Detection.nothing("pcnn"), None)
     assert "no tumour-like region" in widget.status.text()
     assert len(viewer_with_sample.layers) == before
+
+
+def _check_runs_table_is_the_run_report(widget):
+    """The runs table, its tooltip and CSV are ``RunReport.row()``; the energy estimate is a visible column
+    whose header names the method (issue #12)."""
+    from napari_lightseg._qt.segment_widget import RUN_COLUMNS, TABLE_COLUMNS
+    from napari_lightseg.types import RunReport
+
+    assert RUN_COLUMNS == RunReport.COLUMNS
+    assert widget.runs_csv().splitlines()[0] == ",".join(RunReport.COLUMNS)
+    row = widget.runs[-1]
+    assert tuple(row) == RunReport.COLUMNS and row["energy_j"] > 0 and row["energy_method"]
+    column = [key for key, _ in TABLE_COLUMNS].index("energy_j")
+    header = widget.table.horizontalHeaderItem(column)
+    assert header.text() == "energy J" and row["energy_method"] in header.toolTip()
+    assert widget.table.item(widget.table.rowCount() - 1, column).text() == str(row["energy_j"])

@@ -30,9 +30,8 @@ from qtpy.QtWidgets import (
 )
 
 from .. import correction
-from .._writer import save_labels, viewer_source_files
-from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, StudyError
-from ..layers import METADATA_KEY, labels_layer, lightseg_metadata
+from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, StudyError, save_labels
+from ..layers import METADATA_KEY, labels_layer, layer_source_files, lightseg_metadata
 from ..metrics import class_volumes_ml
 from .close_guard import _CloseGuard, close_prompt_enabled, install_close_guard, is_edited, unsaved_layers
 from .common import scrolling_body
@@ -328,7 +327,7 @@ class CorrectionWidget(QWidget):
         convention = self.convention_combo.currentData() or DEFAULT_CONVENTION
         try:
             # the study's files (its ground truth too) are inputs: never replaced, even after "Replace?"
-            inputs = [f for f in viewer_source_files() if f != meta.get("saved_path")]
+            inputs = [f for f in layer_source_files(self.viewer.layers) if f != meta.get("saved_path")]
             saved = save_labels(target, np.asarray(layer.data), meta["geometry"], convention, overwrite=True,
                                 inputs=inputs)
         except (StudyError, OSError) as exc:

@@ -33,17 +33,18 @@ from ..display import tumour_center_slice
 from ..io import SEQUENCE_TITLES, SEQUENCES, StudyError
 from ..layers import boxes_layers, labels_layer, lightseg_metadata, sequence_layers, study_from_layers
 from ..models import list_cards
+from ..types import RunReport
 from .common import add_or_replace, compact_combo, scrolling_body
 from .results import ResultPanel, focus_result, install_orientation_markers
 from .study_panel import StudyPanel
 from .view3d import show_2d, show_3d
 from .worker import TaskRunner
 
-RUN_COLUMNS = ("model", "backend", "provider", "total_s", "read_s", "register_s", "resample_s", "extract_s", "inference_s",
-               "ms_per_slice", "cpu_s", "energy_j", "NCR_ml", "ED_ml", "ET_ml", "WT_ml")
-STAGE_COLUMNS = ("read", "register", "resample", "extract")  # the study's stages (DICOM runs); "" when not run
+RUN_COLUMNS = RunReport.COLUMNS  # the CSV and each row's tooltip: one run's report (types.RunReport.row)
 # what fits a dock: the rest is in each row's tooltip and in the CSV
-TABLE_COLUMNS = (("model", "model"), ("total_s", "total s"), ("ms_per_slice", "ms/slice"), ("WT_ml", "WT mL"))
+TABLE_COLUMNS = (("model", "model"), ("total_s", "total s"), ("ms_per_slice", "ms/slice"), ("energy_j", "energy J"),
+                 ("WT_ml", "WT mL"))
+ENERGY_TIP = "Energy of the run in joules ({method}); CPU seconds and Wh in the row's tooltip and the CSV"
 
 
 class SegmentWidget(QWidget):
@@ -216,16 +217,16 @@ class SegmentWidget(QWidget):
             return None
 
     def _on_detection(self, detection, geometry):
-        if detection.box3d is None:  # no slice qualified: say so, add nothing
+        if not detection.found:  # no slice qualified: say so, add nothing
             self.status.setText("PCNN detection: no tumour-like region found.")
             return
         rectangles = [np.array([(b.z, b.y0, b.x0), (b.z, b.y0, b.x1 + 1), (b.z, b.y1 + 1, b.x1 + 1), (b.z, b.y1 + 1, b.x0)], float)
                       for b in detection.slice_boxes]
-        for data, kwargs, kind in boxes_layers([detection.box3d], geometry, "PCNN detection", color="magenta",
+        for data, kwargs, kind in boxes_layers([detection.box], geometry, "PCNN detection", color="magenta",
                                                slice_rectangles=rectangles):
             kwargs["visible"] = kwargs.get("visible", True) != (self.viewer.dims.ndisplay == 3)  # asked for: shown
             add_or_replace(self.viewer, data, kwargs, kind)
-        (z0, y0, x0), (z1, y1, x1) = detection.box3d
+        (z0, y0, x0), (z1, y1, x1) = detection.box
         self.viewer.dims.set_current_step(0, (z0 + z1) // 2)
         self.status.setText(f"PCNN detection: box z {z0}-{z1}, y {y0}-{y1}, x {x0}-{x1} (display voxels), "
                             f"{len(detection.slice_boxes)} slice boxes")
@@ -251,13 +252,7 @@ class SegmentWidget(QWidget):
         self.results.refresh()
         if self.viewer.dims.ndisplay == 3:
             show_3d(self.viewer, boxes=self.results.boxes.isChecked())
-        t, v = result.timings_s, result.volumes_ml
-        self.runs.append({"model": result.model, "backend": result.backend, "provider": result.provider,
-                          "total_s": round(t["total"], 3), "inference_s": round(t["inference"], 3),
-                          **{f"{stage}_s": round(t[stage], 3) if stage in t else "" for stage in STAGE_COLUMNS},
-                          "ms_per_slice": round(result.ms_per_slice, 2), "cpu_s": round(result.cpu_s, 2),
-                          "energy_j": round(result.energy_j, 1), "NCR_ml": round(v["NCR"], 2),
-                          "ED_ml": round(v["ED"], 2), "ET_ml": round(v["ET"], 2), "WT_ml": round(v["WT"], 2)})
+        self.runs.append(result.run_report().row())
         self._refresh_table()
         notes = ("  " + "; ".join(result.notes)) if result.notes else ""
         self.status.setText(result.summary_line() + notes)
@@ -274,6 +269,10 @@ class SegmentWidget(QWidget):
     # ----------------------------------------------------------------- timings
     def _refresh_table(self):
         self.table.setRowCount(len(self.runs))
+        methods = sorted({str(row["energy_method"]) for row in self.runs if row["energy_method"]})
+        energy = self.table.horizontalHeaderItem([key for key, _ in TABLE_COLUMNS].index("energy_j"))
+        if energy is not None:  # the method (measured or estimated) names itself where the number is
+            energy.setToolTip(ENERGY_TIP.format(method="; ".join(methods) or "method shown after a run"))
         for r, row in enumerate(self.runs):
             tip = "\n".join(f"{key}: {row[key]}" for key in RUN_COLUMNS)
             for c, (key, _) in enumerate(TABLE_COLUMNS):

@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
 )
 
 from .. import clinical
-from .._writer import viewer_source_files
 from ..clinical_view import (
     ASSIGNED_KEY,
     DICOM_FOLDER_KEY,
@@ -44,7 +43,7 @@ from ..clinical_view import (
 )
 from ..io import SEQUENCE_TITLES, SEQUENCES, StudyError
 from ..io.study import Study
-from ..layers import METADATA_KEY, clinical_study_layers, lightseg_metadata
+from ..layers import METADATA_KEY, clinical_study_layers, layer_source_files, lightseg_metadata
 from .common import add_or_replace, compact_combo
 from .results import focused_result
 
@@ -243,7 +242,7 @@ class StudyPanel(QGroupBox):
                 return None
         sequence: str = grid or self.grid_combo.currentData() or self.study.reference or ""
         model = lightseg_metadata(layer.metadata).get("model") or layer.name
-        inputs = [p for p in (*self.inputs, *viewer_source_files()) if p]
+        inputs = [p for p in (*self.inputs, *layer_source_files(self.viewer.layers)) if p]
         try:
             saved = clinical.save_mask_file(path, np.asarray(layer.data), self.study, grid=sequence, model_name=model,
                                             inputs=inputs)

@@ -27,16 +27,19 @@ over the slices whose boxes agree with the median box.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from skimage.segmentation import felzenszwalb
 
+from ..arrays import bounding_box
 from ..progress import CancelCallback, ProgressCallback, check_cancel, report
+from ..types import Box, Detection, SliceBox
 from .core import SPCNNParameters, run_spcnn
 from .segment import DEFAULT_PARAMETERS as SEGMENT_PARAMETERS
-from .segment import bounding_box, brain_mask, hyperintensity, segment_images
+from .segment import brain_mask, hyperintensity, segment_images
+
+SOURCE = "pcnn"  # Detection.source of this detector's results
 
 DETECT_PARAMETERS: dict[str, Any] = {
     "iterations": 8,
@@ -51,41 +54,6 @@ DETECT_PARAMETERS: dict[str, Any] = {
     "max_slices": 40,
     "segment": None,  # parameters for the segmentation that selects slices and gives M
 }
-
-
-@dataclass
-class SliceBox:
-    """A box in one axial slice: inclusive display indices, and its signature distance."""
-
-    z: int
-    y0: int
-    x0: int
-    y1: int
-    x1: int
-    distance: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"z": self.z, "y0": self.y0, "x0": self.x0, "y1": self.y1, "x1": self.x1, "distance": round(self.distance, 6)}
-
-
-@dataclass
-class Detection:
-    """box3d: ((z0, y0, x0), (z1, y1, x1)) inclusive display indices, or None if nothing found."""
-
-    box3d: tuple[tuple[int, int, int], tuple[int, int, int]] | None
-    slice_boxes: list[SliceBox] = field(default_factory=list)
-
-    @property
-    def found(self) -> bool:
-        return self.box3d is not None
-
-    def contains(self, point: np.ndarray) -> bool:
-        """Whether a display-order point (z, y, x) lies inside the 3D box."""
-        if self.box3d is None:
-            return False
-        lo, hi = np.asarray(self.box3d[0]), np.asarray(self.box3d[1])
-        p = np.asarray(point, dtype=float)
-        return bool(np.all(p >= lo) and np.all(p <= hi))
 
 
 # ---- step 1: selective search ------------------------------------------------------------
@@ -193,7 +161,7 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
     tumour = segment_images(images, spacing, seg_parameters, cancel=cancel) > 0
     brain_full = brain_mask(images)
     if not brain_full.any():
-        return Detection(None)
+        return Detection.nothing(SOURCE)
     box = bounding_box(brain_full, margin=1)
     brain, tumour = brain_full[box], tumour[box]
     crop = {k: v[box] for k, v in images.items()}
@@ -202,7 +170,7 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
     area_per_slice = tumour.sum(axis=(1, 2))
     candidates = np.flatnonzero(area_per_slice >= p["min_slice_area"])
     if candidates.size == 0:
-        return Detection(None)
+        return Detection.nothing(SOURCE)
     if candidates.size > p["max_slices"]:  # evenly spaced subset keeps the z extent
         candidates = candidates[np.round(np.linspace(0, candidates.size - 1, p["max_slices"])).astype(int)]
     check_cancel(cancel)
@@ -222,7 +190,10 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
             slice_boxes.append(SliceBox(int(z) + box[0].start, y0 + box[1].start, x0 + box[2].start,
                                         y1 + box[1].start, x1 + box[2].start, distance))
     report(progress, 1.0, "detect: done")
-    return Detection(combine_boxes(slice_boxes), slice_boxes)
+    tumour_box = combine_boxes(slice_boxes)
+    if tumour_box is None:
+        return Detection.nothing(SOURCE)
+    return Detection(tumour_box, source=SOURCE, slice_boxes=tuple(slice_boxes))
 
 
 def _best_box(image: np.ndarray, brain: np.ndarray, model: np.ndarray, pulses: np.ndarray,
@@ -244,7 +215,7 @@ def _best_box(image: np.ndarray, brain: np.ndarray, model: np.ndarray, pulses: n
     return y0, x0, y1, x1, float(distances[best])
 
 
-def combine_boxes(slice_boxes: list[SliceBox]) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+def combine_boxes(slice_boxes: list[SliceBox]) -> Box | None:
     """One 3D box over the slices whose box overlaps the median box (outlier slices drop out)."""
     if not slice_boxes:
         return None
@@ -257,8 +228,7 @@ def combine_boxes(slice_boxes: list[SliceBox]) -> tuple[tuple[int, int, int], tu
         agree[:] = True
     zs = np.array([b.z for b in slice_boxes])[agree]
     sel = arr[agree]
-    return ((int(zs.min()), int(sel[:, 0].min()), int(sel[:, 1].min())),
-            (int(zs.max()), int(sel[:, 2].max()), int(sel[:, 3].max())))
+    return Box.of((zs.min(), sel[:, 0].min(), sel[:, 1].min()), (zs.max(), sel[:, 2].max(), sel[:, 3].max()))
 
 
 def detect(study, parameters: dict[str, Any] | None = None, progress: ProgressCallback | None = None,
@@ -271,9 +241,9 @@ def detection_report(study, detection: Detection) -> dict[str, Any]:
     """JSON-ready report: the box in the FLAIR file's own voxel order (inclusive) and in world mm."""
     out: dict[str, Any] = {"case": study.name, "box3d_voxel": None, "box3d_world": None,
                            "slice_boxes": [b.to_dict() for b in detection.slice_boxes]}
-    if detection.box3d is None:
+    if detection.box is None:  # nothing found: the report says so with nulls
         return out
-    (z0, y0, x0), (z1, y1, x1) = detection.box3d
+    (z0, y0, x0), (z1, y1, x1) = detection.box
     corners = np.array([[z, y, x] for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)], dtype=float)
     disk = np.rint(study.geometry.display_index_to_disk(corners)).astype(int)
     world = (np.c_[disk, np.ones(len(disk))] @ np.asarray(study.geometry.affine).T)[:, :3]

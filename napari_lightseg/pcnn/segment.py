@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..preprocess import bounding_box
+from ..arrays import bounding_box
 from ..preprocess import brain_mask as volume_brain_mask
 from ..progress import CancelCallback, ProgressCallback, check_cancel, report
 from .core import SPCNNParameters, run_spcnn

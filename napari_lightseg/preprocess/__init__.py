@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 PAD_MULTIPLE = 16
 CLIP_Z = 5.0
@@ -35,14 +34,6 @@ def brain_mask(volume: np.ndarray | list[np.ndarray]) -> np.ndarray:
     for channel in volume:
         mask |= channel != 0
     return mask
-
-
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
-    """Slices of the mask's bounding box grown by ``margin`` voxels (the whole array if empty)."""
-    found = ndimage.find_objects(mask.astype(np.uint8))
-    if not found:
-        return tuple(slice(0, n) for n in mask.shape)
-    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(found[0], mask.shape))
 
 
 def brain_crop(mask: np.ndarray, margin: int = 2) -> Crop:

@@ -19,7 +19,7 @@ from .io import DEFAULT_CONVENTION, Geometry, StudyError, from_internal, save_ni
 from .io.labels import label_sidecar, sidecar_path
 from .io.naming import strip_nifti_suffix
 from .io.outputs import OutputPlan, source_file
-from .layers import lightseg_metadata
+from .layers import geometry_for_shape, lightseg_metadata
 
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
@@ -97,8 +97,7 @@ def _geometry_from_viewer(shape: tuple[int, ...]) -> Geometry:
         viewer = napari.current_viewer()
     except Exception:  # no napari viewer: nothing to borrow from
         viewer = None
-    for layer in viewer.layers if viewer is not None else []:
-        geometry = lightseg_metadata(layer.metadata).get("geometry")
-        if geometry is not None and geometry.display_shape == tuple(shape):
-            return geometry
+    geometry = geometry_for_shape(viewer.layers, shape) if viewer is not None else None
+    if geometry is not None:
+        return geometry
     raise StudyError(f"labels of shape {tuple(shape)} have no source grid: open the study with napari-lightseg first")

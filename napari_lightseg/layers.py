@@ -78,6 +78,18 @@ def lightseg_metadata(layer_metadata: dict) -> dict:
     return dict(layer_metadata.get(METADATA_KEY) or {})
 
 
+def geometry_for_shape(layers, shape: tuple[int, ...]) -> Geometry | None:
+    """The source grid of the first layer (of ``layers``) whose study grid has this display shape, or None.
+
+    Why: a mask drawn by hand has no grid of its own; it borrows the one of the open study it was drawn on.
+    """
+    for layer in layers:
+        geometry = lightseg_metadata(layer.metadata).get("geometry")
+        if geometry is not None and geometry.display_shape == tuple(shape):
+            return geometry
+    return None
+
+
 def box_shapes(boxes: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> list[np.ndarray]:
     """A rectangle on every slice each 3D box spans (inclusive display indices), so the box shows
     while scrolling through slices in 2D."""

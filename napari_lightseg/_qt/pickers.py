@@ -1,4 +1,5 @@
-"""The pickers every dock shares: one combo per sequence, and model + backend (+ threads, + parameters).
+"""The pickers every dock shares: one combo per sequence, model + backend (+ threads, + parameters),
+the list of (model, backend) jobs to run, and the reference + masks to compare.
 
 Why one module: the segment and compare docks (and the study panel's per-sequence series) each built
 their own combos and kept the backend list in step with the model by hand; here that is done once,
@@ -10,8 +11,17 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QListWidget,
+    QListWidgetItem,
+    QSpinBox,
+    QWidget,
+)
 
 from ..backends import backend_choices
 from ..backends.registry import default_threads
@@ -51,6 +61,22 @@ def fill_data_choices(combo: QComboBox, choices: list[tuple[str, Any]], chosen: 
         combo.addItem(label, data)
     combo.setCurrentIndex(max(combo.findData(chosen), 0))
     combo.blockSignals(False)
+
+
+def fill_mask_choices(reference_combo: QComboBox, mask_list: QListWidget, names: list[str]) -> None:
+    """Offer the masks ``names`` as the reference (kept if still there, else the ground truth, else the
+    first) and as masks to compare (earlier picks kept; new masks join, the reference does not)."""
+    previous = {mask_list.item(i).text(): mask_list.item(i).isSelected() for i in range(mask_list.count())}
+    reference = reference_combo.currentText()
+    reference_combo.clear()
+    reference_combo.addItems(names)
+    truth = [n for n in names if "ground truth" in n]
+    reference_combo.setCurrentText(reference if reference in names else (truth[0] if truth else (names[0] if names else "")))
+    mask_list.clear()
+    for name in names:
+        item = QListWidgetItem(name)
+        mask_list.addItem(item)
+        item.setSelected(previous.get(name, name != reference_combo.currentText()))
 
 
 class ModelPicker(QWidget):
@@ -144,3 +170,24 @@ def _parameter_spin(value: int | float) -> QSpinBox | QDoubleSpinBox:
     real.setSingleStep(0.1)
     real.setValue(float(value))
     return real
+
+
+class JobList(QListWidget):
+    """The (model, backend) runs still to do, in order; each leaves the list when its result is in."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setMaximumHeight(80)
+        self.setToolTip("Jobs still to run: each leaves the list when its result is in")
+
+    def add_job(self, model: str, backend: str) -> None:
+        item = QListWidgetItem(f"{model}  ·  {backend or 'default'}")
+        item.setData(Qt.ItemDataRole.UserRole, (model, backend))
+        self.addItem(item)
+
+    def remove_selected(self) -> None:
+        for item in self.selectedItems():
+            self.takeItem(self.row(item))
+
+    def jobs(self) -> list[tuple[str, str]]:
+        return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())]

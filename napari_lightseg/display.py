@@ -1,5 +1,6 @@
 """What a reader of the picture needs, computed without Qt or a viewer: the legend, orientation
-letters for a displayed plane, per-class 3D surfaces and the slice to open on.
+letters for a displayed plane, a detection's per-slice rectangles, per-class 3D surfaces and the
+slice to open on.
 
 Everything takes arrays and affines, so it is unit-tested for LPS, RAS and permuted grids.
 """

@@ -17,6 +17,7 @@ from .io.study import Study
 from .progress import CancelCallback, ProgressCallback
 
 SERIES_COLUMNS = (("number", "#"), ("description", "description"), ("size", "size"), ("role", "role"))
+SERIES_TIP_KEYS = ("protocol", "modality", "tr_ms", "te_ms", "ti_ms", "contrast", "files", "reason")  # shown on hover
 # layer metadata keys (under metadata["lightseg"]) a DICOM study's image layers carry
 DICOM_FOLDER_KEY = "dicom_folder"
 INPUTS_KEY = "clinical_inputs"  # what ``clinical.open_study`` re-opens: [DICOM folder] or the NIfTI files
@@ -38,15 +39,19 @@ def series_role(row: Mapping[str, Any], assigned: Mapping[str, str]) -> str:
 
 def series_rows(table: Iterable[Mapping[str, Any]], assigned: Mapping[str, str]) -> list[dict[str, str]]:
     """Rows of the series table as shown: number, description, size, a short role (fits a dock), and the
-    details a tooltip gives (spacing, the full role with the reason)."""
+    details a tooltip gives (spacing, the full role with the reason, the acquisition headers)."""
     rows = []
     for row in table:
         number = row.get("number")
         role = series_role(row, assigned)
+        spacing = f"{row.get('spacing_mm', '?')} mm"
+        details = {"role": role, "spacing": spacing,
+                   **{k: v for k, v in row.items() if k in SERIES_TIP_KEYS and v not in (None, "")}}
         rows.append({"number": "" if number is None else str(number),
                      "description": str(row.get("description") or row.get("protocol") or row.get("series_uid", "")),
-                     "size": str(row.get("size", "")), "spacing": f"{row.get('spacing_mm', '?')} mm",
-                     "role": role.split(" (")[0].split(":")[0], "role_detail": role})
+                     "size": str(row.get("size", "")), "spacing": spacing,
+                     "role": role.split(" (")[0].split(":")[0], "role_detail": role,
+                     "tooltip": "\n".join(f"{k}: {v}" for k, v in details.items())})
     return rows
 
 

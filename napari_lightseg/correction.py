@@ -1,16 +1,14 @@
 """Manual-correction operations on label volumes of internal classes (0 bg, 1 NCR, 2 ED, 3 ET).
 
 Every operation is pure: it returns a NEW array and leaves its input alone, so a widget can show,
-diff and undo it. ``apply_to_layer`` writes only the changed voxels into a napari Labels layer
-through ``Labels.data_setitem``, which records them as ONE item of the layer's undo history:
-Ctrl+Z undoes the whole operation and redo re-applies it. Axis 0 is the slice axis (axial in the
-plugin's display orientation). No Qt here. The component operations (``remove_small_components``,
-``keep_largest_component``) live in ``postprocess``, shared with the engine, and are offered here too.
+diff and undo it (``diff`` gives the changed voxels; ``_qt.layer_edits.apply_to_layer`` writes them
+into a napari layer as one undo step). Axis 0 is the slice axis (axial in the plugin's display
+orientation). Arrays only: no Qt, no napari layers here. The component operations
+(``remove_small_components``, ``keep_largest_component``) live in ``postprocess``, shared with the engine.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -18,7 +16,7 @@ from scipy import ndimage
 from .io.labels import CLASS_NAMES
 from .postprocess import FACES, keep_largest_component, remove_small_components
 
-__all__ = ["Change", "apply_to_layer", "diff", "fill_holes", "grow_class", "interpolate_class", "keep_largest_component",
+__all__ = ["Change", "diff", "fill_holes", "grow_class", "interpolate_class", "keep_largest_component",
            "remove_small_components", "shrink_class"]
 
 
@@ -42,18 +40,6 @@ def diff(old: np.ndarray, new: np.ndarray) -> Change:
         raise ValueError(f"labels changed shape {old.shape} -> {new.shape}")
     indices = np.nonzero(old != new)
     return Change(indices, old[indices], new[indices])
-
-
-def apply_to_layer(layer: Any, new_data: np.ndarray) -> Change:
-    """Write ``new_data`` into a napari Labels layer as one undoable step; only changed voxels are written.
-
-    Nothing is recorded when nothing changed. Returns the change (``.size`` voxels).
-    """
-    change = diff(np.asarray(layer.data), new_data)
-    if change.size:
-        with layer.block_history():  # one history item, even if napari splits the write internally
-            layer.data_setitem(change.indices, change.new.astype(layer.data.dtype, copy=False))
-    return change
 
 
 def _check_class(label: int) -> None:

@@ -1,12 +1,15 @@
 """What a reader of the picture needs, computed without Qt or a viewer: the legend, orientation
-letters for a displayed plane, per-class 3D surfaces and the slice to open on.
+letters for a displayed plane, a detection's per-slice rectangles, per-class 3D surfaces and the
+slice to open on.
 
 Everything takes arrays and affines, so it is unit-tested for LPS, RAS and permuted grids.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -117,6 +120,26 @@ def marker_positions(shape: tuple[int, ...], displayed_axes: tuple[int, int],
         point[row_axis], point[column_axis] = row, column
         positions[side] = tuple(point)
     return positions
+
+
+# ---------------------------------------------------------------- boxes on slices
+class SliceBoxLike(Protocol):
+    """A box in one axial slice, inclusive display indices (``pcnn.detect.SliceBox``)."""
+
+    z: int
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+
+
+def slice_rectangles(slice_boxes: Iterable[SliceBoxLike]) -> list[np.ndarray]:
+    """One napari rectangle (4 corners, (z, y, x)) per slice box: the box drawn on its own slice only.
+
+    Corners are voxel edges: an inclusive box from y0 to y1 covers y0 .. y1 + 1 on screen.
+    """
+    return [np.array([(b.z, b.y0, b.x0), (b.z, b.y0, b.x1 + 1), (b.z, b.y1 + 1, b.x1 + 1), (b.z, b.y1 + 1, b.x0)],
+                     dtype=float) for b in slice_boxes]
 
 
 # ---------------------------------------------------------------- 3D and first slice

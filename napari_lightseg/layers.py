@@ -101,6 +101,18 @@ def layer_source_files(layers) -> list[str]:
     return [f for f in files if f]
 
 
+def geometry_for_shape(layers, shape: tuple[int, ...]) -> Geometry | None:
+    """The source grid of the first layer (of ``layers``) whose study grid has this display shape, or None.
+
+    Why: a mask drawn by hand has no grid of its own; it borrows the one of the open study it was drawn on.
+    """
+    for layer in layers:
+        geometry = layer_meta(layer.metadata).geometry
+        if geometry is not None and geometry.display_shape == tuple(shape):
+            return geometry
+    return None
+
+
 def box_shapes(boxes: list[Box]) -> list[np.ndarray]:
     """A rectangle on every slice each 3D box spans (inclusive display indices), so the box shows
     while scrolling through slices in 2D."""

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from napari_lightseg.correction import (
-    apply_to_layer,
     diff,
     fill_holes,
     grow_class,
@@ -135,6 +134,8 @@ def test_diff_describes_the_change():
 
 def test_apply_to_layer_undo_redo_in_one_step():
     from napari.layers import Labels
+
+    from napari_lightseg._qt.layer_edits import apply_to_layer  # napari layers: the viewer side
 
     data = np.zeros((6, 16, 16), np.uint8)
     data[1:5, 4:12, 4:12] = 2

@@ -1,9 +1,21 @@
-"""Small pieces every dock widget uses: a scrolling body (docks never clip buttons) and stable layer names."""
+"""Small pieces every dock widget uses: a scrolling body (docks never clip buttons), stable layer names,
+compact combos and rows, and one way to ask where a mask goes."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import napari
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QMessageBox,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 
 def scrolling_body(widget: QWidget) -> QVBoxLayout:
@@ -42,3 +54,29 @@ def compact_combo(min_characters: int = 10) -> QComboBox:
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(min_characters)
     return combo
+
+
+def button_row(*widgets: QWidget) -> QWidget:
+    """A compact row of buttons for a form."""
+    holder = QWidget()
+    row = QHBoxLayout(holder)
+    row.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        row.addWidget(widget)
+    return holder
+
+
+def nifti_target(parent: QWidget, title: str, default: Path, path: str | Path | None = None) -> Path | None:
+    """Where to save a mask: ``path``, else what a Save dialog gives (None if cancelled); with a NIfTI suffix."""
+    if path is None:
+        path, _ = QFileDialog.getSaveFileName(parent, title, str(default), "NIfTI (*.nii.gz *.nii)",
+                                              options=QFileDialog.Option.DontConfirmOverwrite)
+        if not path:
+            return None
+    return Path(path) if str(path).lower().endswith((".nii", ".nii.gz")) else Path(f"{path}.nii.gz")
+
+
+def replace_confirmed(parent: QWidget, target: Path) -> bool:
+    """True for a new file, or for an existing one the user agreed to replace (never silently)."""
+    return not target.exists() or QMessageBox.question(
+        parent, "Replace file?", f"{target} exists. Replace it?") == QMessageBox.StandardButton.Yes

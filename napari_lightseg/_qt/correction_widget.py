@@ -1,7 +1,7 @@
 """Dock widget: correct a tumour mask by hand on an editable copy, with undoable operations and Save.
 
-Every operation goes through ``correction.apply_to_layer``, so napari's own Ctrl+Z / Ctrl+Shift+Z
-undo and redo it as one step. Volumes follow the layer live. Unsaved edits make napari ask before
+Every operation is an array function of ``correction`` written back through ``layer_edits.apply_to_layer``,
+so napari's own Ctrl+Z / Ctrl+Shift+Z undo and redo it as one step. Volumes follow the layer live. Unsaved edits make napari ask before
 its window closes (``LIGHTSEG_NO_CLOSE_PROMPT=1`` turns the question off, e.g. in tests).
 """
 from __future__ import annotations
@@ -13,42 +13,22 @@ import napari
 import numpy as np
 from napari.layers import Labels
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (
-    QButtonGroup,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QMessageBox,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from .. import correction
 from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, StudyError, save_labels
-from ..layers import METADATA_KEY, labels_layer, layer_source_files, lightseg_metadata
+from ..layers import geometry_for_shape, labels_layer, layer_source_files, lightseg_metadata
 from ..metrics import class_volumes_ml
 from .close_guard import _CloseGuard, close_prompt_enabled, install_close_guard, is_edited, unsaved_layers
-from .common import scrolling_body
+from .common import nifti_target, replace_confirmed, scrolling_body
+from .correction_controls import ERASE, SHORTCUTS_HELP, ClassPalette, OperationsBox
+from .layer_edits import apply_to_layer
+from .layer_edits import set_meta as _set_meta
 
 __all__ = ["CorrectionWidget", "_CloseGuard", "close_prompt_enabled", "is_edited", "unsaved_layers"]
 
 EDITED_SUFFIX = " (edited)"
 VOLUME_KEYS = ("NCR", "ED", "ET", "WT", "TC")
-ERASE = 0
-SHORTCUTS_HELP = ("On the edited layer, keys 1/2/3 choose NCR/ED/ET (paint mode) and 0 erases; they replace "
-                  "napari's own 1-7 mode keys on that layer only. Ctrl+Z / Ctrl+Shift+Z undo and redo paint "
-                  "strokes and the operations below.")
-
-
-def _set_meta(layer, **values) -> None:
-    """Update the plugin's metadata of a layer in place (``lightseg_metadata`` returns a copy)."""
-    layer.metadata.setdefault(METADATA_KEY, {}).update(values)
 
 
 class CorrectionWidget(QWidget):
@@ -73,61 +53,13 @@ class CorrectionWidget(QWidget):
         top.addWidget(self.target_label, 1)
         layout.addLayout(top)
 
-        palette = QGroupBox("Class (keys 1/2/3, 0 erases)")
-        palette.setToolTip(SHORTCUTS_HELP)
-        row = QHBoxLayout(palette)
-        self.class_group = QButtonGroup(self)
-        self.class_buttons: dict[int, QPushButton] = {}
-        for cls in CLASSES:
-            button = QPushButton(f"{cls.value} {cls.name}")
-            button.setToolTip(f"{cls.long_name} (key {cls.value})")
-            button.setStyleSheet(f"QPushButton {{ background-color: {cls.color}; color: black; }}"
-                                 "QPushButton:checked { border: 3px solid white; font-weight: bold; }")
-            self.class_buttons[cls.value] = button
-        self.class_buttons[ERASE] = QPushButton("0 Erase")
-        self.class_buttons[ERASE].setToolTip("Erase to background (key 0)")
-        for value, button in self.class_buttons.items():
-            button.setCheckable(True)
-            self.class_group.addButton(button, value)
-            row.addWidget(button)
-        self.class_buttons[self.label].setChecked(True)
-        layout.addWidget(palette)
-
-        ops = QGroupBox("Operations (undo: Ctrl+Z)")
-        grid = QGridLayout(ops)
-        self.first_slice, self.last_slice = QSpinBox(), QSpinBox()
-        self.interpolate_button = QPushButton("Interpolate class")
-        self.interpolate_button.setToolTip("Shape-based interpolation of the chosen class between the two slices")
-        self.here_button = QPushButton("Current slice")
-        self.here_button.setToolTip("Set the nearer end to the slice shown")
-        grid.addWidget(QLabel("Slices"), 0, 0)
-        grid.addWidget(self.first_slice, 0, 1)
-        grid.addWidget(self.last_slice, 0, 2)
-        grid.addWidget(self.here_button, 0, 3)
-        grid.addWidget(self.interpolate_button, 1, 0, 1, 4)
-        self.min_ml = QDoubleSpinBox()
-        self.min_ml.setRange(0.0, 1000.0)
-        self.min_ml.setDecimals(2)
-        self.min_ml.setSingleStep(0.1)
-        self.min_ml.setValue(0.5)
-        self.remove_button = QPushButton("Remove smaller")
-        self.remove_button.setToolTip("Clear connected components of each class smaller than this volume")
-        grid.addWidget(QLabel("Parts < mL"), 2, 0)
-        grid.addWidget(self.min_ml, 2, 1)
-        grid.addWidget(self.remove_button, 2, 2, 1, 2)
-        self.fill_mode = QComboBox()
-        self.fill_mode.addItems(["per slice", "3D"])
-        self.fill_button = QPushButton("Fill holes")
-        self.fill_button.setToolTip("Fill background enclosed by the tumour with the nearest tumour class")
-        grid.addWidget(QLabel("Holes"), 3, 0)
-        grid.addWidget(self.fill_mode, 3, 1)
-        grid.addWidget(self.fill_button, 3, 2, 1, 2)
-        self.grow_button, self.shrink_button = QPushButton("Grow class +1"), QPushButton("Shrink class -1")
-        self.largest_button = QPushButton("Keep largest")
-        self.largest_button.setToolTip("Keep only the largest connected tumour component")
-        grid.addWidget(self.grow_button, 4, 0, 1, 2)
-        grid.addWidget(self.shrink_button, 4, 2)
-        grid.addWidget(self.largest_button, 4, 3)
+        self.palette = ClassPalette()
+        self.class_buttons = self.palette.buttons
+        layout.addWidget(self.palette)
+        self.ops = ops = OperationsBox()
+        self.first_slice, self.last_slice, self.min_ml, self.fill_mode = ops.first_slice, ops.last_slice, ops.min_ml, ops.fill_mode
+        self.interpolate_button, self.remove_button, self.fill_button = ops.interpolate_button, ops.remove_button, ops.fill_button
+        self.grow_button, self.shrink_button, self.largest_button = ops.grow_button, ops.shrink_button, ops.largest_button
         layout.addWidget(ops)
 
         self.volumes_label = QLabel("")
@@ -142,12 +74,11 @@ class CorrectionWidget(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self._op_buttons = (self.interpolate_button, self.here_button, self.remove_button, self.fill_button,
-                            self.grow_button, self.shrink_button, self.largest_button, self.save_button)
+        self._op_buttons = (*ops.buttons(), self.save_button)
 
         self.edit_button.clicked.connect(self.edit_copy)
-        self.class_group.idClicked.connect(self.choose_class)
-        self.here_button.clicked.connect(self._set_current_slice)
+        self.palette.chosen.connect(self.choose_class)
+        ops.here_button.clicked.connect(lambda: ops.set_nearer_end(self.viewer.dims.current_step[0]))
         self.interpolate_button.clicked.connect(self.interpolate)
         self.remove_button.clicked.connect(lambda: self.apply(correction.remove_small_components, self.min_ml.value(),
                                                               self.spacing, what="remove small components"))
@@ -186,8 +117,7 @@ class CorrectionWidget(QWidget):
         self.convention_combo.addItem(f"study default ({own})", own)
         for name in CONVENTIONS:
             self.convention_combo.addItem(name, name)
-        for spin in (self.first_slice, self.last_slice):
-            spin.setRange(0, layer.data.shape[0] - 1)
+        self.ops.set_slice_count(layer.data.shape[0])
         self._watch(layer)
         self.refresh_volumes()
 
@@ -215,7 +145,7 @@ class CorrectionWidget(QWidget):
             edited = self.viewer.layers[source.name + EDITED_SUFFIX]
         else:
             meta = lightseg_metadata(source.metadata)
-            geometry = meta.get("geometry") or self._geometry_for(np.shape(source.data))
+            geometry = meta.get("geometry") or geometry_for_shape(self.viewer.layers, np.shape(source.data))
             if geometry is None:
                 self.status.setText(f"{source.name}: no study of its shape is open, so it could not be saved; "
                                     "open the study with napari-lightseg first.")
@@ -226,34 +156,13 @@ class CorrectionWidget(QWidget):
                                                   "edited_from": source.name})
             edited = self.viewer.add_labels(data, **kwargs)
             source.visible = False
-            self._bind_keys(edited)
+            self.palette.bind_keys(edited)
         self.viewer.layers.selection.active = edited
         edited.mode = "paint"
         edited.selected_label = self.label
-        current = self.viewer.dims.current_step[0]
-        self.first_slice.setValue(current)
-        self.last_slice.setValue(current)
+        self.ops.set_both_ends(self.viewer.dims.current_step[0])
         self.status.setText(f"Editing {edited.name}. {SHORTCUTS_HELP}")
         return edited
-
-    def _geometry_for(self, shape: tuple[int, ...]):
-        """A mask drawn by hand has no grid: borrow the one of an open study layer of its shape."""
-        for layer in self.viewer.layers:
-            geometry = lightseg_metadata(layer.metadata).get("geometry")
-            if geometry is not None and geometry.display_shape == tuple(shape):
-                return geometry
-        return None
-
-    def _bind_keys(self, layer) -> None:
-        for value in self.class_buttons:
-            layer.bind_key(str(value), self._key_handler(value), overwrite=True)
-
-    def _key_handler(self, value: int) -> Callable:
-        def handler(_layer) -> None:
-            self.choose_class(value)
-
-        handler.__doc__ = f"LightSeg: choose class {value}" if value else "LightSeg: erase"
-        return handler
 
     def choose_class(self, value: int) -> None:
         """Palette button or key: paint with this class (0: erase)."""
@@ -270,11 +179,6 @@ class CorrectionWidget(QWidget):
             layer.mode = "paint"
 
     # ----------------------------------------------------------------- operations
-    def _set_current_slice(self) -> None:
-        current = self.viewer.dims.current_step[0]
-        nearer = min((self.first_slice, self.last_slice), key=lambda s: abs(s.value() - current))
-        nearer.setValue(current)
-
     def interpolate(self) -> None:
         self.apply(correction.interpolate_class, self.label, self.first_slice.value(), self.last_slice.value(),
                    self.spacing, what="interpolate")
@@ -286,7 +190,7 @@ class CorrectionWidget(QWidget):
             self.status.setText("Select an edited mask (Edit a copy) first.")
             return None
         try:
-            change = correction.apply_to_layer(layer, operation(np.asarray(layer.data), *args))
+            change = apply_to_layer(layer, operation(np.asarray(layer.data), *args))
         except ValueError as exc:
             self.status.setText(f"{what}: {exc}")
             return None
@@ -310,15 +214,10 @@ class CorrectionWidget(QWidget):
         if layer is None:
             return None
         meta = lightseg_metadata(layer.metadata)
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save corrected mask", str(self._default_path(meta)),
-                                                  "NIfTI (*.nii.gz *.nii)",
-                                                  options=QFileDialog.Option.DontConfirmOverwrite)
-            if not path:
-                return None
-        target = Path(path) if str(path).lower().endswith((".nii", ".nii.gz")) else Path(f"{path}.nii.gz")
-        if target.exists() and QMessageBox.question(
-                self, "Replace file?", f"{target} exists. Replace it?") != QMessageBox.StandardButton.Yes:
+        target = nifti_target(self, "Save corrected mask", self._default_path(meta), path)
+        if target is None:
+            return None
+        if not replace_confirmed(self, target):
             self.status.setText("Not saved.")
             return None
         if meta.get("geometry") is None:

@@ -14,7 +14,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from ..display import legend_html, legend_rows, marker_positions, plane_markers, tumour_center_slice
-from ..layers import METADATA_KEY, is_result_layer, lightseg_metadata
+from ..layers import METADATA_KEY, is_result_layer, lightseg_metadata, sequence_layers
 from .common import compact_combo
 
 MARKERS_LAYER = "orientation"
@@ -34,6 +34,13 @@ def focused_result(viewer: napari.Viewer):
         return active
     visible = [layer for layer in result_layers(viewer) if layer.visible]
     return visible[-1] if visible else None
+
+
+def study_image_layer(viewer: napari.Viewer):
+    """The FLAIR layer (or the newest 3D image): its grid is the study's and it is shown under the masks."""
+    found = sequence_layers(viewer.layers)
+    names = found["flair"] or [n for seq in found.values() for n in seq]
+    return viewer.layers[names[-1]] if names else None
 
 
 def go_to_tumour(viewer: napari.Viewer, layer=None) -> None:

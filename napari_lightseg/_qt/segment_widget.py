@@ -2,15 +2,11 @@
 show the result in focus with its legend, the boxes on demand, a timing table; switch to 3D."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import napari
 import numpy as np
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QApplication,
-    QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -18,7 +14,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
@@ -26,15 +21,13 @@ from qtpy.QtWidgets import (
 
 from .. import engine
 from .._reader import prefer_lightseg_reader
-from ..backends import backend_choices
-from ..backends.registry import default_threads
 from ..clinical_view import clinical_source, open_and_segment
-from ..display import tumour_center_slice
-from ..io import SEQUENCE_TITLES, SEQUENCES, StudyError
+from ..display import slice_rectangles, tumour_center_slice
+from ..io import StudyError
 from ..layers import boxes_layers, labels_layer, lightseg_metadata, sequence_layers, study_from_layers
-from ..models import list_cards
 from ..types import RunReport
-from .common import add_or_replace, compact_combo, scrolling_body
+from .common import add_or_replace, scrolling_body
+from .pickers import ModelPicker, ParameterBox, fill_layer_choices, sequence_combos
 from .results import ResultPanel, focus_result, install_orientation_markers
 from .study_panel import StudyPanel
 from .view3d import show_2d, show_3d
@@ -51,36 +44,18 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.cards = {c.name: c for c in list_cards()}
         self.runs: list[dict] = []  # this widget's runs (per instance: two docks keep their own tables)
         layout = scrolling_body(self)
 
         seq_box = QGroupBox("Sequences")
-        seq_form = QFormLayout(seq_box)
-        self.sequence_combos: dict[str, QComboBox] = {}
-        for seq in SEQUENCES:
-            self.sequence_combos[seq] = compact_combo()
-            seq_form.addRow(SEQUENCE_TITLES[seq], self.sequence_combos[seq])
+        self.sequence_combos = sequence_combos(QFormLayout(seq_box))
         layout.addWidget(seq_box)
         self.study_panel = StudyPanel(self.viewer)  # shown for a DICOM study (or NIfTI on different grids)
         layout.addWidget(self.study_panel)
-
-        model_form = QFormLayout()
-        self.model_combo = compact_combo()
-        for card in self.cards.values():
-            self.model_combo.addItem(card.short_label(), card.name)
-        self.backend_combo = compact_combo()
-        self.threads = QSpinBox()
-        self.threads.setRange(1, 256)
-        self.threads.setValue(default_threads())
-        model_form.addRow("Model", self.model_combo)
-        model_form.addRow("Backend", self.backend_combo)
-        model_form.addRow("Threads", self.threads)
-        layout.addLayout(model_form)
-
-        self.param_box = QGroupBox("PCNN parameters")
-        self.param_form = QFormLayout(self.param_box)
-        self.param_spins: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        self.models = ModelPicker(threads=True)
+        self.cards, self.model_combo, self.backend_combo = self.models.cards, self.models.model_combo, self.models.backend_combo
+        layout.addWidget(self.models)
+        self.param_box = ParameterBox()
         layout.addWidget(self.param_box)
 
         buttons = QGridLayout()  # two rows of two: fits a narrow dock
@@ -115,9 +90,9 @@ class SegmentWidget(QWidget):
         layout.addStretch(1)
 
         self.runner = TaskRunner(self.status, self.progress, (
-            self.run_button, self.detect_button, self.model_combo, self.backend_combo, self.threads, self.param_box,
+            self.run_button, self.detect_button, *self.models.controls(), self.param_box,
             *self.sequence_combos.values(), *self.study_panel.controls()), self.cancel_button, parent=self)
-        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.models.changed.connect(lambda: self.param_box.show_card(self.card))
         self.run_button.clicked.connect(self.run)
         self.detect_button.clicked.connect(self.detect)
         self.view3d_button.toggled.connect(self.set_3d)
@@ -127,7 +102,7 @@ class SegmentWidget(QWidget):
         for combo in self.sequence_combos.values():
             combo.currentTextChanged.connect(self._refresh_study)
         self._refresh_sequences()
-        self._on_model_changed()
+        self.param_box.show_card(self.card)
         self._refresh_table()
         install_orientation_markers(self.viewer)
         prefer_lightseg_reader()  # from now on napari opens NIfTI with this plugin, no "Choose reader" dialog
@@ -135,22 +110,19 @@ class SegmentWidget(QWidget):
     # ----------------------------------------------------------------- state
     @property
     def card(self):
-        return self.cards.get(self.model_combo.currentData())
+        return self.models.card
+
+    @property
+    def param_spins(self) -> dict:
+        return self.param_box.spins
 
     @property
     def cancel_requested(self) -> bool:
         return self.runner.cancel_event.is_set()
 
     def _refresh_sequences(self, *_):
-        found = sequence_layers(self.viewer.layers)
         names = [layer.name for layer in self.viewer.layers if layer._type_string == "image" and np.ndim(layer.data) == 3]
-        for seq, combo in self.sequence_combos.items():
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(["", *names])
-            combo.setCurrentText(current if current in names else (found[seq][-1] if found[seq] else ""))
-            combo.blockSignals(False)
+        fill_layer_choices(self.sequence_combos, names, sequence_layers(self.viewer.layers))
         self._refresh_study()
 
     def _refresh_study(self, *_):
@@ -158,22 +130,6 @@ class SegmentWidget(QWidget):
         files on different grids)."""
         chosen = [self.viewer.layers[c.currentText()] for c in self.sequence_combos.values() if c.currentText() in self.viewer.layers]
         self.study_panel.show_source(clinical_source(lightseg_metadata(layer.metadata) for layer in chosen))
-
-    def _on_model_changed(self, *_):
-        card = self.card
-        self.backend_combo.clear()
-        if card is None:
-            return
-        self.backend_combo.addItems(backend_choices(card))
-        while self.param_form.rowCount():
-            self.param_form.removeRow(0)
-        self.param_spins = {}
-        numeric = {k: v for k, v in card.parameters.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        for key, value in numeric.items():
-            spin = _parameter_spin(value)
-            self.param_spins[key] = spin
-            self.param_form.addRow(key, spin)
-        self.param_box.setVisible(bool(numeric))
 
     # ----------------------------------------------------------------- run
     def run(self):
@@ -185,8 +141,7 @@ class SegmentWidget(QWidget):
         study = self._study(card.sequences)
         if study is None:
             return None
-        if self.param_spins:
-            card = replace(card, parameters={**card.parameters, **{k: s.value() for k, s in self.param_spins.items()}})
+        card = self.param_box.applied_to(card)
         if self.study_panel.inputs:  # a clinical study: re-open it registered and brain-extracted, then segment
             try:
                 overrides = self.study_panel.overrides()
@@ -194,10 +149,10 @@ class SegmentWidget(QWidget):
                 self.status.setText(str(exc))
                 return None
             return self.runner.start(card.name, open_and_segment, self._on_clinical_result, self.study_panel.inputs, card,
-                                     self.backend_combo.currentText() or None, sequences=overrides,
-                                     brain=self.study_panel.brain_mode(), threads=self.threads.value())
+                                     self.models.backend or None, sequences=overrides,
+                                     brain=self.study_panel.brain_mode(), threads=self.models.threads.value())
         return self.runner.start(card.name, engine.run, self._on_result, study, card,
-                                 self.backend_combo.currentText() or None, threads=self.threads.value())
+                                 self.models.backend or None, threads=self.models.threads.value())
 
     def detect(self):
         """PCNN signature detection in a worker; returns the worker."""
@@ -220,10 +175,8 @@ class SegmentWidget(QWidget):
         if not detection.found:  # no slice qualified: say so, add nothing
             self.status.setText("PCNN detection: no tumour-like region found.")
             return
-        rectangles = [np.array([(b.z, b.y0, b.x0), (b.z, b.y0, b.x1 + 1), (b.z, b.y1 + 1, b.x1 + 1), (b.z, b.y1 + 1, b.x0)], float)
-                      for b in detection.slice_boxes]
         for data, kwargs, kind in boxes_layers([detection.box], geometry, "PCNN detection", color="magenta",
-                                               slice_rectangles=rectangles):
+                                               slice_rectangles=slice_rectangles(detection.slice_boxes)):
             kwargs["visible"] = kwargs.get("visible", True) != (self.viewer.dims.ndisplay == 3)  # asked for: shown
             add_or_replace(self.viewer, data, kwargs, kind)
         (z0, y0, x0), (z1, y1, x1) = detection.box
@@ -285,17 +238,3 @@ class SegmentWidget(QWidget):
         lines = [",".join(RUN_COLUMNS)] + [",".join(str(row[k]) for k in RUN_COLUMNS) for row in self.runs]
         return "\n".join(lines) + "\n"
 
-
-def _parameter_spin(value: int | float) -> QSpinBox | QDoubleSpinBox:
-    """Integers edit as integers; real parameters with the decimals they need."""
-    if isinstance(value, int):
-        integer = QSpinBox()
-        integer.setRange(-1_000_000, 1_000_000)
-        integer.setValue(value)
-        return integer
-    real = QDoubleSpinBox()
-    real.setDecimals(3)
-    real.setRange(-1e6, 1e6)
-    real.setSingleStep(0.1)
-    real.setValue(float(value))
-    return real

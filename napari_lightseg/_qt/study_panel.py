@@ -41,13 +41,13 @@ from ..clinical_view import (
     series_choices,
     series_rows,
 )
-from ..io import SEQUENCE_TITLES, SEQUENCES, StudyError
+from ..io import SEQUENCE_TITLES, StudyError
 from ..io.study import Study
 from ..layers import METADATA_KEY, clinical_study_layers, layer_source_files, lightseg_metadata
 from .common import add_or_replace, compact_combo
+from .pickers import fill_data_choices, sequence_combos
 from .results import focused_result
 
-TIP_KEYS = ("protocol", "modality", "tr_ms", "te_ms", "ti_ms", "contrast", "files", "reason")
 SAVE_FILTER = "DICOM-SEG (*.dcm);;NIfTI + label sidecar (*.nii.gz *.nii)"
 
 
@@ -83,11 +83,9 @@ class StudyPanel(QGroupBox):
         series_form = QFormLayout(self.series_box)
         series_form.setContentsMargins(0, 0, 0, 0)
         series_form.addRow(QLabel("Series used:"))
-        self.series_combos = {seq: compact_combo(8) for seq in SEQUENCES}
-        for seq, combo in self.series_combos.items():
-            combo.setToolTip(f"The series used as {SEQUENCE_TITLES[seq]} (the header rules chose the first)")
+        self.series_combos = sequence_combos(series_form, 8, "The series used as {title} (the header rules chose the first)")
+        for combo in self.series_combos.values():
             combo.currentIndexChanged.connect(self._refresh_roles)
-            series_form.addRow(SEQUENCE_TITLES[seq], combo)
         layout.addWidget(self.series_box)
         form = QFormLayout()
         self.brain_combo = compact_combo(6)
@@ -144,12 +142,7 @@ class StudyPanel(QGroupBox):
         choices = series_choices(source.get(SERIES_TABLE_KEY, []))
         assigned = source.get(ASSIGNED_KEY, {})
         for seq, combo in self.series_combos.items():
-            combo.blockSignals(True)
-            combo.clear()
-            for label, uid in choices:
-                combo.addItem(label, uid)
-            combo.setCurrentIndex(max(combo.findData(assigned.get(seq)), 0))
-            combo.blockSignals(False)
+            fill_data_choices(combo, choices, assigned.get(seq))
         self._refresh_roles()
 
     def _show_header(self) -> None:
@@ -176,13 +169,10 @@ class StudyPanel(QGroupBox):
         chosen = {seq: combo.currentData() for seq, combo in self.series_combos.items() if combo.currentData()}
         rows = series_rows(table, chosen)
         self.table.setRowCount(len(rows))
-        for r, (row, raw) in enumerate(zip(rows, table)):
-            details = {"role": row["role_detail"], "spacing": row["spacing"],
-                       **{k: v for k, v in raw.items() if k in TIP_KEYS and v not in (None, "")}}
-            tip = "\n".join(f"{k}: {v}" for k, v in details.items())
+        for r, row in enumerate(rows):
             for c, (key, _title) in enumerate(SERIES_COLUMNS):
                 item = QTableWidgetItem(row[key])
-                item.setToolTip(tip)
+                item.setToolTip(row["tooltip"])
                 self.table.setItem(r, c, item)
         self._fit_table()
 

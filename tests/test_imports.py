@@ -36,7 +36,7 @@ def test_qt_only_in_qt_package() -> None:
 LAYERS: dict[str, int] = {
     "__init__": 0, "models": 0, "progress": 0, "energy": 0, "arrays": 0,  # leaves
     "io": 1,  # reading and writing studies, masks, DICOM
-    "types": 2, "preprocess": 2, "display": 2, "metrics": 2, "backends": 2,  # nouns and pure compute
+    "types": 2, "preprocess": 2, "display": 2, "metrics": 2, "backends": 2, "inference": 2,  # nouns and pure compute
     "postprocess": 3, "pcnn": 3, "correction": 3, "layers": 3, "compare": 3,
     "engine": 4, "clinical": 4,  # a run; a clinical study opened end to end
     "clinical_view": 5, "compare_jobs": 5, "cohort": 5,  # what the GUI and batch build on the engine

@@ -141,3 +141,37 @@ def test_slice_window_removes_slow_drift():
     global_z, local_z = robust_z(image, brain), robust_z(image, brain, slice_window=9)
     assert global_z[-1].mean() > 0.8  # the bright end looks hyperintense with one global median
     assert abs(local_z[-1].mean()) < 0.2
+
+
+def test_bright_posterior_fossa_does_not_capture_the_choice(data_root):
+    """TCGA-FG-6692: its bright (bilateral) posterior fossa is larger than the tumour; the
+    asymmetry ranking picks the tumour (WT Dice vs the algorithm fusion, was 0.35 by size)."""
+    from napari_lightseg.io import load_labels, load_study
+
+    folder = data_root / "other" / "TCGA-FG-6692"
+    study = load_study(folder)
+    fusion = load_labels(folder / "segmentations" / "fusion_mav.nii.gz", study.geometry)[0]
+    assert dice(segment(study) > 0, fusion > 0) > 0.7
+
+
+def test_midline_of_an_off_centre_brain():
+    from napari_lightseg.pcnn.segment import midline
+
+    brain = np.zeros((4, 10, 50), bool)
+    brain[:, :, 11:30] = True  # symmetric about x = 20
+    assert midline(brain) == 20.0
+
+
+def test_cards_validation_blocks_are_the_benchmark_results():
+    """No PCNN number in a card is hand-written: the blocks equal benchmarks/results_pcnn.json."""
+    import json
+    from pathlib import Path
+
+    from napari_lightseg.models.cards import get_card
+
+    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results_pcnn.json").read_text())
+    for name in ("pcnn-wt", "pcnn-wt-et"):
+        card = get_card(name)
+        assert card.validation == results["cards"][name]["validation"]
+        for key, value in results["cards"][name]["extra"].items():
+            assert card.extra[key] == value

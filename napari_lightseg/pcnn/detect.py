@@ -37,7 +37,7 @@ from ..progress import CancelCallback, ProgressCallback, check_cancel, report
 from ..types import Box, Detection, SliceBox
 from .core import SPCNNParameters, run_spcnn
 from .segment import DEFAULT_PARAMETERS as SEGMENT_PARAMETERS
-from .segment import brain_mask, hyperintensity, segment_images
+from .segment import brain_mask, segment_images, wt_stimulus
 
 SOURCE = "pcnn"  # Detection.source of this detector's results
 
@@ -165,8 +165,7 @@ def detect_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (1
     box = bounding_box(brain_full, margin=1)
     brain, tumour = brain_full[box], tumour[box]
     crop = {k: v[box] for k, v in images.items()}
-    stimulus = hyperintensity(crop, brain, list(seg_parameters["sequences"]), list(seg_parameters["weights"]),
-                              float(seg_parameters["z_max"]), int(seg_parameters["slice_window"]))
+    stimulus = wt_stimulus(crop, brain, seg_parameters)
     area_per_slice = tumour.sum(axis=(1, 2))
     candidates = np.flatnonzero(area_per_slice >= p["min_slice_area"])
     if candidates.size == 0:

@@ -41,6 +41,9 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "rim_fraction": 0.5,
     "min_component_ml": 1.0,
     "keep_fraction": 0.3,
+    "symmetry": True,  # rank components by left-right asymmetric brightness, not size (see mirror_asymmetry)
+    "mirror_tolerance_mm": 2.0,
+    "bias_shrink": 0,  # >0: N4 bias-field correction (SimpleITK) fitted at this downsampling factor
     "fill_holes": True,
     "grow_steps": 3,
     "grow_level": 0.5,
@@ -77,6 +80,21 @@ def robust_z(image: np.ndarray, brain: np.ndarray, slice_window: int = 0) -> np.
     return (image - centre[:, None, None].astype(np.float32)) / np.float32(max(q3 - q1, 1e-6))
 
 
+def bias_field(image: np.ndarray, brain: np.ndarray, shrink: int, iterations: tuple[int, ...] = (20, 20)) -> np.ndarray:
+    """Multiplicative N4 bias field of ``image`` over the brain, fitted on a ``shrink``-times
+    downsampled copy (a smooth field needs no more; full resolution costs seconds), same shape."""
+    import SimpleITK as sitk  # deferred: only this option needs it
+
+    small = sitk.Shrink(sitk.GetImageFromArray(np.where(brain, image, 0).astype(np.float32)), [shrink] * 3)
+    small_mask = sitk.Shrink(sitk.GetImageFromArray(brain.astype(np.uint8)), [shrink] * 3)
+    n4 = sitk.N4BiasFieldCorrectionImageFilter()
+    n4.SetMaximumNumberOfIterations(list(iterations))
+    n4.Execute(small, small_mask)
+    log_field = sitk.GetArrayFromImage(n4.GetLogBiasFieldAsImage(small))
+    zoom = [a / b for a, b in zip(image.shape, log_field.shape)]
+    return np.exp(ndimage.zoom(log_field, zoom, order=1, mode="nearest", grid_mode=True)).astype(np.float32)
+
+
 def hyperintensity(images: dict[str, np.ndarray], brain: np.ndarray, sequences: list[str],
                    weights: list[float], z_max: float, slice_window: int = 0) -> np.ndarray:
     """Stimulus in [0, 1]: weighted mean robust z of the sequences, clipped at 0 and z_max."""
@@ -86,6 +104,16 @@ def hyperintensity(images: dict[str, np.ndarray], brain: np.ndarray, sequences: 
     total = sum(w for _, w in present)
     z = sum(np.float32(w / total) * robust_z(images[s], brain, slice_window) for s, w in present)
     return (np.clip(z / np.float32(z_max), 0.0, 1.0) * brain).astype(np.float32)
+
+
+def wt_stimulus(crop: dict[str, np.ndarray], brain: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """The whole-tumour stimulus of ``segment_images`` (shared with detection): FLAIR/T2
+    hyperintensity, after dividing them by FLAIR's N4 bias field when ``bias_shrink`` > 0 (one
+    field for both: the coil's shading is common to the sequences, and one fit halves the cost)."""
+    if p["bias_shrink"] > 0 and "flair" in crop:
+        field = bias_field(crop["flair"], brain, int(p["bias_shrink"]))
+        crop = {k: (v / field if k in p["sequences"] else v) for k, v in crop.items()}
+    return hyperintensity(crop, brain, list(p["sequences"]), list(p["weights"]), float(p["z_max"]), int(p["slice_window"]))
 
 
 def first_wave(stimulus: np.ndarray, region: np.ndarray, spcnn: dict | None, max_iterations: int,
@@ -112,9 +140,46 @@ def _ball(radius: int) -> np.ndarray:
     return (r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2) <= radius ** 2
 
 
+def midline(brain: np.ndarray) -> float:
+    """Left-right (axis 2) index about which the brain is most symmetric.
+
+    The brain's column profile p(x) convolved with itself peaks at k = 2c where the mirror
+    x -> 2c - x overlaps the profile best; searched near the centroid, so a large tumour's
+    mass effect or a head off the image centre does not move it."""
+    profile = brain.sum(axis=(0, 1)).astype(np.float64)
+    if not profile.any():
+        return (brain.shape[2] - 1) / 2.0
+    centre = float((profile * np.arange(profile.size)).sum() / profile.sum())
+    overlap = np.convolve(profile, profile)
+    k = np.arange(overlap.size)
+    near = np.abs(k - 2 * centre) <= 0.1 * profile.size * 2
+    return float(k[near][np.argmax(overlap[near])]) / 2.0
+
+
+def mirror_asymmetry(stimulus: np.ndarray, brain: np.ndarray, spacing: tuple[float, ...],
+                     tolerance_mm: float) -> np.ndarray:
+    """Stimulus minus its left-right mirror image (the brightest mirrored voxel within ``tolerance_mm``).
+
+    Why: normal bright tissue (a bright posterior fossa, a bias field, choroid plexus, CSF edges)
+    is bilateral, so it is about as bright on the other side; a tumour is not. The tolerance
+    (a grey dilation of the mirror) absorbs a tilted head or an inexact midline."""
+    c = midline(brain)
+    x = np.arange(stimulus.shape[2])
+    mirror = np.clip(np.rint(2 * c - x).astype(int), 0, stimulus.shape[2] - 1)
+    mirrored = stimulus[:, :, mirror] * ((2 * c - x >= 0) & (2 * c - x <= stimulus.shape[2] - 1))
+    size = tuple(2 * int(round(tolerance_mm / d)) + 1 for d in spacing)
+    if max(size) > 1:
+        mirrored = ndimage.maximum_filter(mirrored, size=size)
+    return stimulus - mirrored
+
+
 def plausible_components(candidate: np.ndarray, brain: np.ndarray, spacing: tuple[float, ...],
-                         p: dict[str, Any]) -> np.ndarray:
-    """Opening, then drop tiny and rim-hugging components; keep the largest (and near-largest)."""
+                         p: dict[str, Any], asymmetry: np.ndarray | None = None) -> np.ndarray:
+    """Opening, then drop tiny and rim-hugging components; keep the largest (and near-largest).
+
+    With ``asymmetry`` (voxel-wise, see ``mirror_asymmetry``) "largest" means the largest summed
+    asymmetry instead of the most voxels (components with none are then dropped), unless no
+    component is asymmetric at all."""
     if p["opening_radius"] > 0:
         candidate = ndimage.binary_opening(candidate, structure=_ball(int(p["opening_radius"])))
     labels, n = ndimage.label(candidate)
@@ -132,8 +197,13 @@ def plausible_components(candidate: np.ndarray, brain: np.ndarray, spacing: tupl
     plausible[0] = False
     if not plausible.any():
         return np.zeros_like(candidate)
-    sizes = np.where(plausible, sizes, 0)
-    keep = sizes >= p["keep_fraction"] * sizes.max()
+    score = sizes.astype(np.float64)
+    if asymmetry is not None:
+        asymmetric = ndimage.sum_labels(asymmetry, labels, np.arange(n + 1))
+        if (asymmetric[plausible] > 0).any():  # else (e.g. a midline tumour) fall back to size
+            score = asymmetric
+    score = np.where(plausible, score, 0.0)
+    keep = score >= p["keep_fraction"] * score.max()
     keep[0] = False
     return keep[labels]
 
@@ -178,13 +248,13 @@ def segment_images(images: dict[str, np.ndarray], spacing: tuple[float, ...] = (
     crop = {k: v[box] for k, v in images.items()}
     check_cancel(cancel)
     report(progress, 0.1, "PCNN: hyperintensity")
-    stimulus = hyperintensity(crop, brain, list(p["sequences"]), list(p["weights"]), float(p["z_max"]),
-                              int(p["slice_window"]))
+    stimulus = wt_stimulus(crop, brain, p)
     report(progress, 0.3, "PCNN: firing")
     candidate = first_wave(stimulus, brain, p["spcnn"], int(p["max_iterations"]), cancel=cancel)
     check_cancel(cancel)
     report(progress, 0.6, "PCNN: cleanup")
-    wt = plausible_components(candidate, brain, spacing, p) & brain
+    asymmetry = mirror_asymmetry(stimulus, brain, spacing, float(p["mirror_tolerance_mm"])) if p["symmetry"] else None
+    wt = plausible_components(candidate, brain, spacing, p, asymmetry) & brain
     if wt.any() and p["grow_steps"] > 0:
         level = float(stimulus[candidate].min()) * float(p["grow_level"])
         wt = grow(wt, (stimulus >= level) & brain, int(p["grow_steps"]))

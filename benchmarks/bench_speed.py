@@ -1,22 +1,23 @@
-"""Where one ``lightseg segment`` run spends its time, and what the on-disk ORT session cache changes.
+"""Where one ``lightseg segment`` run spends its time, before and after the speed work of issue #12.
 
 Writes ``benchmarks/RESULTS_speed.md`` and ``benchmarks/results_speed.json``:
 
 1. Imports: CPU seconds of ``import X`` in a fresh interpreter (median), for the packages the
-   segment path loads, and for the package's own modules.
+   segment path loads and for the package's own modules, with the ``--before`` tree and this one.
 2. Session creation (in-process, median): optimizing the graph afresh vs loading the cached optimized
    graph (``backends.registry``; ``LIGHTSEG_CACHE``).
-3. Whole process, ``lightseg segment`` with the fastest model, cache off (before) and on (after),
-   interleaved so both see the same background load: wall and CPU (user+sys) seconds, median; the
-   masks' sha256 must be equal (bit-identical outputs) on each case.
-4. An experiment for the CLI: importing the engine (SciPy, ONNX Runtime) in a thread while the four
-   files are read and inflated (gzip releases the GIL) vs one after the other.
+3. Whole process, ``lightseg segment`` with the fastest model: the package as of ``--before`` (a git
+   ref, exported to a temporary folder) and as in this checkout, interleaved so both see the same
+   background load: wall and CPU (user+sys) seconds, median; the masks' sha256 must be equal
+   (bit-identical outputs) on each case. Both trees are byte-compiled first, as an installed package
+   is (this machine sets PYTHONDONTWRITEBYTECODE, which would charge ~0.1 s of compiling to every run).
 
-    LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_speed.py [--repeats 7]
+    LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_speed.py [--repeats 7] [--before REF]
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -24,40 +25,98 @@ import resource
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("LIGHTSEG_DATA", HERE.parent / ".." / "shared" / "data")).resolve()
+ROOT = HERE.parent
+DATA = Path(os.environ.get("LIGHTSEG_DATA", ROOT / ".." / "shared" / "data")).resolve()
 CASES = ["Brats18_TCIA02_606_1", "Brats18_CBICA_ALU_1"]
 MODEL = "mnv3-lraspp-int8"
-IMPORTS = ["numpy", "onnxruntime", "pydicom", "nibabel", "scipy.ndimage", "napari_lightseg.io", "napari_lightseg.engine",
-           "napari_lightseg.cli"]
+BEFORE = "f9c78d8"  # main before the speed work
+# children run here: ``python -c``/``-m`` put the working folder first on sys.path, before PYTHONPATH
+NEUTRAL_DIR = tempfile.gettempdir()
+IMPORTS = ["numpy", "onnxruntime", "pydicom", "nibabel", "scipy.ndimage", "SimpleITK", "napari_lightseg.io",
+           "napari_lightseg.engine", "napari_lightseg.cli"]
 
-OVERLAP = r"""
-import sys, time
-t = time.perf_counter()
-import importlib, threading
-from napari_lightseg.io import load_study
-overlap = sys.argv[2] == "overlap"
-if overlap:
-    thread = threading.Thread(target=importlib.import_module, args=("napari_lightseg.engine",))
-    thread.start()
-study = load_study(sys.argv[1], with_labels=False)
-if overlap:
-    thread.join()
-else:
-    importlib.import_module("napari_lightseg.engine")
-print(time.perf_counter() - t)
+
+STAGES = r"""
+import json, sys, time
+marks = [("start", time.perf_counter(), time.process_time())]
+def mark(name):
+    marks.append((name, time.perf_counter(), time.process_time()))
+from napari_lightseg import cli  # noqa: the CLI's own imports (nibabel, numpy, the io package)
+mark("import the CLI (nibabel, numpy)")
+from napari_lightseg import clinical, engine
+from napari_lightseg.correction import remove_small_components
+from napari_lightseg.io.outputs import OutputPlan
+from napari_lightseg.io.study import study_convention
+from napari_lightseg.metrics import class_volumes_ml
+from napari_lightseg.models import get_card
+from napari_lightseg.preprocess import prepare, quality, uncrop
+mark("import the engine (scipy.ndimage, ONNX Runtime)")
+case, out = sys.argv[1], sys.argv[2]
+card = get_card(sys.argv[3])
+study = clinical.load_study(case, with_labels=False, align=True)
+mark("read 4 NIfTI (parallel inflate)")
+clinical.needs_brain_extraction(study)
+mark("skull-stripped? (brain-extraction decision)")
+study.convention = study_convention(study)
+mark("label convention of the ground truth file")
+study, _ = quality.check_inputs(study, card.sequences)
+mark("input checks")
+inference = engine.get_backend("onnxruntime").load(card, None, None)
+mark("ONNX Runtime session (cached graph)")
+image, crop = prepare([study.images[s] for s in card.sequences])
+mark("preprocess (crop, z-score)")
+labels = uncrop(engine._infer_slices(inference.run, image, engine.DEFAULT_BATCH, None, None), crop)
+mark("inference + argmax")
+spacing = study.geometry.spacing
+labels = remove_small_components(labels, engine.MIN_COMPONENT_ML, spacing, per_class=False)
+engine.find_components(labels, spacing)
+class_volumes_ml(labels, spacing)
+quality.check_result(labels, study, card.sequences)
+mark("postprocess (components, volumes, checks)")
+with OutputPlan([case], overwrite=True) as plan:
+    clinical.plan_mask_outputs(plan, out)
+    clinical.save_mask(plan, out, labels, study, convention=study.convention or "brats2021")
+    plan.commit()
+mark("write mask (gzip level 1) + sidecar")
+print(json.dumps([(n, w - marks[i][1], c - marks[i][2]) for i, (n, w, c) in enumerate(marks[1:])]))
 """
+
+
+def stage_costs(repeats: int, tree: Path) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds of each stage of the segment path, in one fresh process per repeat (median)."""
+    runs: dict[str, list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats + 1):  # the first run fills the session cache and is not counted
+            _, _, text = child([sys.executable, "-c", STAGES, str(DATA / "brats18" / CASES[0]), f"{tmp}/stage.nii.gz",
+                                MODEL], {"PYTHONPATH": str(tree), "LIGHTSEG_CACHE": f"{tmp}/cache"})
+            for name, wall, cpu in json.loads(text.strip().splitlines()[-1]) if i else ():
+                runs.setdefault(name, []).append((wall, cpu))
+    return {name: {"wall_s": statistics.median(w for w, _ in v), "cpu_s": statistics.median(c for _, c in v)}
+            for name, v in runs.items()}
+
+
+def export_tree(ref: str, dest: Path) -> Path:
+    """The package as of git ``ref``, extracted under ``dest`` (for PYTHONPATH)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref, "napari_lightseg"],
+                             capture_output=True, check=True).stdout
+    archive_path = dest / "tree.tar"
+    archive_path.write_bytes(archive)
+    with tarfile.open(archive_path) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
 
 
 def child(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """Wall and CPU (user+sys) seconds of a child process, and its stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=NEUTRAL_DIR)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -65,11 +124,16 @@ def child(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc.stdout
 
 
-def import_costs(repeats: int) -> dict[str, float]:
+def import_costs(repeats: int, trees: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """CPU seconds of each import above the bare interpreter, per tree (interleaved)."""
     base = statistics.median(child([sys.executable, "-c", "pass"])[1] for _ in range(repeats))
-    out = {"(interpreter start)": base}
+    out: dict[str, dict[str, float]] = {"(interpreter start)": dict.fromkeys(trees, base)}
     for module in IMPORTS:
-        out[module] = statistics.median(child([sys.executable, "-c", f"import {module}"])[1] for _ in range(repeats)) - base
+        runs: dict[str, list[float]] = {label: [] for label in trees}
+        for _ in range(repeats):
+            for label, tree in trees.items():
+                runs[label].append(child([sys.executable, "-c", f"import {module}"], {"PYTHONPATH": str(tree)})[1])
+        out[module] = {label: statistics.median(v) - base for label, v in runs.items()}
     return out
 
 
@@ -98,72 +162,134 @@ def session_costs(repeats: int) -> dict[str, float]:
     return out
 
 
-def whole_process(repeats: int) -> list[dict]:
+def spinning(repeats: int) -> dict[str, dict[str, float]]:
+    """Inference of one case with ONNX Runtime's idle threads spinning (its default) or sleeping (ours),
+    in-process and interleaved: wall and CPU seconds (median); labels must be equal."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from napari_lightseg import engine
+    from napari_lightseg.io import load_study
+    from napari_lightseg.models import get_card
+    from napari_lightseg.preprocess import prepare
+
+    card = get_card(MODEL)
+    study = load_study(DATA / "brats18" / CASES[0], with_labels=False)
+    image, _ = prepare([study.images[s] for s in card.sequences])
+    runs: dict[str, list[tuple[float, float]]] = {"spinning": [], "sleeping": []}
+    labels = {}
+    for _ in range(repeats):
+        for label, spin in (("spinning", "1"), ("sleeping", "0")):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 2, 1, 3
+            opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+            session = ort.InferenceSession(str(card.path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+            def run(batch, session=session):
+                return session.run([card.outputs[0]], {card.inputs[0]: batch})[0]
+
+            t, c = time.perf_counter(), time.process_time()
+            labels[label] = engine._infer_slices(run, image, engine.DEFAULT_BATCH, None, None)
+            runs[label].append((time.perf_counter() - t, time.process_time() - c))
+    out = {k: {"wall_s": statistics.median(w for w, _ in v), "cpu_s": statistics.median(c for _, c in v)}
+           for k, v in runs.items()}
+    out["identical"] = {"labels": float(np.array_equal(labels["spinning"], labels["sleeping"]))}
+    return out
+
+
+def whole_process(repeats: int, trees: dict[str, Path]) -> list[dict]:
+    """``lightseg segment`` per tree and case, interleaved; medians and the masks' sha256."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        env_on = {"LIGHTSEG_CACHE": f"{tmp}/cache"}
         for case in CASES:
-            runs: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+            runs: dict[str, list[tuple[float, float]]] = {label: [] for label in trees}
             digests = {}
-            for i in range(repeats + 1):  # the first round fills the cache and is not counted
-                for label, env in (("before", {"LIGHTSEG_CACHE": "off"}), ("after", env_on)):
+            for i in range(repeats + 1):  # the first round fills the session cache and is not counted
+                for label, tree in trees.items():
                     out = f"{tmp}/{label}.nii.gz"
-                    wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg.cli", "segment", str(DATA / "brats18" / case),
-                                          "--model", MODEL, "--out", out], env)
+                    wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg.cli", "segment",
+                                          str(DATA / "brats18" / case), "--model", MODEL, "--out", out, "--overwrite"],
+                                         {"PYTHONPATH": str(tree), "LIGHTSEG_CACHE": f"{tmp}/cache"})
                     digests[label] = hashlib.sha256(Path(out).read_bytes()).hexdigest()
                     if i:
                         runs[label].append((wall, cpu))
             rows.append({"case": case, **{f"{k}_wall_s": statistics.median(w for w, _ in v) for k, v in runs.items()},
                          **{f"{k}_cpu_s": statistics.median(c for _, c in v) for k, v in runs.items()},
+                         **{f"{k}_wall_min_s": min(w for w, _ in v) for k, v in runs.items()},
                          "sha256_before": digests["before"], "sha256_after": digests["after"],
                          "identical": digests["before"] == digests["after"]})
     return rows
 
 
-def overlap(repeats: int) -> dict[str, float]:
-    case = str(DATA / "brats18" / CASES[0])
-    out = {}
-    for mode in ("serial", "overlap"):
-        out[mode] = statistics.median(float(child([sys.executable, "-c", OVERLAP, case, mode])[2]) for _ in range(repeats))
-    return out
-
-
 def markdown(res: dict) -> str:
     lines = ["# Single-case speed (`benchmarks/bench_speed.py`)", "",
              f"{res['when']}; {os.cpu_count()} cores; load average (1 min) {res['load_start']:.2f} at start, "
-             f"{res['load_end']:.2f} at end: **other engineers' jobs shared these cores**, so wall times are inflated "
-             "and noisy; CPU seconds are steadier. Medians; model `" + MODEL + "`.", "",
-             "## Imports (CPU s in a fresh interpreter, each including what it imports)", "", "| import | CPU s |", "|---|---:|"]
-    lines += [f"| `{k}` | {v:.3f} |" for k, v in res["imports"].items()]
+             f"{res['load_end']:.2f} at end: **other jobs (model training, other test suites) shared these cores**, "
+             "so wall times are inflated and noisy; CPU seconds are steadier. Medians of "
+             f"{res['repeats']}; model `{MODEL}`; *before* = `{res['before']}` (main before this work), *after* = "
+             f"this checkout ({res['after']}).", "",
+             "What changed (each kept because it measured faster; masks bit-identical, last table): "
+             "nibabel is imported with pydicom hidden (`io/_lean_nibabel.py`: nibabel imports pydicom, and "
+             "pydicom `requests`, only to parse NIfTI DICOM extensions); SimpleITK only on the DICOM/registered "
+             "save paths; `importlib.metadata` only when `__version__` is read; ONNX Runtime's idle threads "
+             "sleep instead of spinning (`session.intra_op.allow_spinning=0`: on shared cores spinning burned "
+             "CPU and slowed the other thread); no NaN scan of integer NIfTI stored without scaling; the label "
+             "convention of the ground truth beside a case from per-value comparisons instead of a sort "
+             "(`io.labels.distinct_values`). The mask is written as before (nibabel's gzip level 1, its lowest "
+             "compressing level already).", "",
+             "## Imports (CPU s in a fresh interpreter, each including what it imports)", "",
+             "| import | before CPU s | after CPU s |", "|---|---:|---:|"]
+    lines += [f"| `{k}` | {v['before']:.3f} | {v['after']:.3f} |" for k, v in res["imports"].items()]
     s = res["session"]
-    lines += ["", f"## ONNX Runtime session creation (ORT {s['onnxruntime']}, CPU s)", "", "| | CPU s |", "|---|---:|",
-              f"| optimize afresh (before) | {s['optimize afresh']:.3f} |",
-              f"| load the cached optimized graph (after) | {s['load cached optimized graph']:.3f} |", "",
-              "## `lightseg segment` whole process, cache off (before) vs on (after)", "",
-              "| case | before wall s | after wall s | before CPU s | after CPU s | masks bit-identical |",
-              "|---|---:|---:|---:|---:|---|"]
+    lines += ["", f"## ONNX Runtime session creation (ORT {s['onnxruntime']}, CPU s, after)", "", "| | CPU s |", "|---|---:|",
+              f"| optimize afresh | {s['optimize afresh']:.3f} |",
+              f"| load the cached optimized graph | {s['load cached optimized graph']:.3f} |", "",
+              "## ONNX Runtime idle threads: spinning (its default, before) vs sleeping (after)", "",
+              f"Inference of {CASES[0]} in-process, 2 threads, interleaved (median):", "",
+              "| idle threads | wall s | CPU s |", "|---|---:|---:|",
+              *[f"| {k} | {res['spinning'][k]['wall_s']:.3f} | {res['spinning'][k]['cpu_s']:.3f} |"
+                for k in ("spinning", "sleeping")], "",
+              f"Labels identical: {'yes' if res['spinning']['identical']['labels'] else 'NO'}.", "",
+              "## `lightseg segment` whole process, before vs after", "",
+              "| case | before wall s | after wall s | after fastest wall s | before CPU s | after CPU s | masks bit-identical |",
+              "|---|---:|---:|---:|---:|---:|---|"]
     for r in res["whole"]:
-        lines.append(f"| {r['case']} | {r['before_wall_s']:.2f} | {r['after_wall_s']:.2f} | {r['before_cpu_s']:.2f} | "
-                     f"{r['after_cpu_s']:.2f} | {'yes' if r['identical'] else 'NO'} (`{r['sha256_after'][:12]}`) |")
-    o = res["overlap"]
-    lines += ["", "## Experiment: import the engine while reading (not wired into the CLI)", "",
-              f"Importing `napari_lightseg.engine` (SciPy, ONNX Runtime) and reading the four files of {CASES[0]}: "
-              f"one after the other {o['serial']:.2f} s, the import in a thread during the read {o['overlap']:.2f} s "
-              f"(wall, median).", ""]
+        lines.append(f"| {r['case']} | {r['before_wall_s']:.2f} | {r['after_wall_s']:.2f} | {r['after_wall_min_s']:.2f} | "
+                     f"{r['before_cpu_s']:.2f} | {r['after_cpu_s']:.2f} | "
+                     f"{'yes' if r['identical'] else 'NO'} (`{r['sha256_after'][:12]}`) |")
+    st = res["stages"]
+    lines += ["", f"## Where the time goes now (after; {CASES[0]}; in-process stages, median)", "",
+              "Interpreter start is not included (see the first import row).", "",
+              "| stage | wall s | CPU s |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} |" for k, v in st.items()]
+    lines.append(f"| **sum** | {sum(v['wall_s'] for v in st.values()):.3f} | {sum(v['cpu_s'] for v in st.values()):.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--before", default=BEFORE, help="git ref of the package to compare with")
     args = p.parse_args()
     if not (DATA / "brats18").is_dir():
         sys.exit(f"bench_speed: no brats18 cases under {DATA} (set LIGHTSEG_DATA)")
-    res: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg()[0]}
-    res["imports"] = import_costs(args.repeats)
-    res["session"] = session_costs(max(args.repeats, 10))
-    res["whole"] = whole_process(args.repeats)
-    res["overlap"] = overlap(args.repeats)
+    head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                          text=True).stdout.strip()
+    res: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg()[0],
+                 "repeats": args.repeats, "before": args.before, "after": head}
+    global NEUTRAL_DIR
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "before").mkdir()
+        (Path(tmp) / "run").mkdir()
+        NEUTRAL_DIR = str(Path(tmp) / "run")
+        trees = {"before": export_tree(args.before, Path(tmp) / "before"), "after": ROOT}
+        for tree in trees.values():
+            compileall.compile_dir(str(tree / "napari_lightseg"), quiet=1)
+        res["imports"] = import_costs(args.repeats, trees)
+        res["session"] = session_costs(max(args.repeats, 10))
+        res["spinning"] = spinning(args.repeats)
+        res["whole"] = whole_process(args.repeats, trees)
+        res["stages"] = stage_costs(args.repeats, ROOT)
     res["load_end"] = os.getloadavg()[0]
     (HERE / "results_speed.json").write_text(json.dumps(res, indent=1) + "\n")
     (HERE / "RESULTS_speed.md").write_text(markdown(res))

@@ -161,8 +161,6 @@ def save_mask(plan: OutputPlan, out: str | Path, labels: np.ndarray, study: Stud
     ``grid``: the sequence whose own grid the file is on (default: the study's reference grid).
     NIfTI gets the label-names sidecar; DICOM-SEG references that sequence's DICOM series.
     """
-    from .preprocess.registration import labels_to_native
-
     out = Path(out)
     sequence = grid or study.reference or next(iter(study.images))
     if grid is not None and grid not in study.images:
@@ -171,6 +169,7 @@ def save_mask(plan: OutputPlan, out: str | Path, labels: np.ndarray, study: Stud
         import SimpleITK as sitk
 
         from .io.dicom_seg import write_dicom_seg
+        from .preprocess.registration import labels_to_native
 
         record = study.alignment.get(sequence)
         if record is None or not record.volume.files:
@@ -202,11 +201,11 @@ def save_mask_file(out: str | Path, labels: np.ndarray, study: Study, *, grid: s
 def _native_nifti(labels: np.ndarray, study: Study, sequence: str, convention: str) -> tuple[Any, np.ndarray]:
     """(geometry, file-ordered values) of a result on ``sequence``'s own grid: exact reorientation when
     that grid is the study's physical grid, nearest neighbour through its transform otherwise."""
+    record = study.alignment.get(sequence)
+    if record is None:  # the study's own grid (NIfTI on one grid): no SimpleITK needed
+        return study.geometry, study.geometry.to_disk(from_internal(labels, convention))
     from .preprocess.registration import array_in_geometry, labels_to_native, same_physical_grid
 
-    record = study.alignment.get(sequence)
-    if record is None:
-        return study.geometry, study.geometry.to_disk(from_internal(labels, convention))
     native = record.geometry
     if same_physical_grid(native, study.geometry):
         return native, native.to_disk(from_internal(labels, convention))  # same voxel centres: same display array

@@ -130,3 +130,18 @@ def test_save_refuses_values_outside_the_classes(tmp_path: Path) -> None:
     classes[0, 0, 0] = 7
     with pytest.raises(StudyError, match="out.nii.gz.*7"):
         save_labels(tmp_path / "out.nii.gz", classes, geometry)
+
+
+def test_distinct_values_equals_unique() -> None:
+    """The fast path for label volumes gives exactly ``np.unique``'s answer, and anything else goes to it."""
+    from napari_lightseg.io.labels import distinct_values
+
+    rng = np.random.default_rng(0)
+    volume = rng.choice(np.array([0, 1, 2, 4], dtype=np.float32), size=(20, 30, 40))
+    cases = [volume, volume.astype(np.int16), volume.astype(np.uint8), volume - 1, volume + 0.5, volume * 100,
+             np.zeros(0, np.float32), np.array([np.nan, 1.0]), np.array([3, 3, 3], np.uint16), np.array([0, 15, 16]),
+             np.array([True, False])]
+    for values in cases:
+        fast, reference = distinct_values(values), np.unique(values)
+        assert fast.dtype == reference.dtype
+        assert np.array_equal(fast, reference, equal_nan=True)

@@ -111,6 +111,10 @@ def _ort_session(path: str, provider: str, threads: int, sha256: str = ""):
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = level
         opts.log_severity_level = 3
+        # idle threads sleep instead of spinning: on cores shared with other work (batch workers, the GUI,
+        # other processes) spinning costs CPU and slows the thread doing the work; same outputs
+        # (benchmarks/RESULTS_speed.md)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return opts
 
     cached = optimized_model_path(sha256, provider)

@@ -1,4 +1,5 @@
 """Study I/O: naming conventions, NIfTI load/save with orientation, label conventions, masks, DICOM series and SEG."""
+from . import _lean_nibabel  # noqa: F401  (first: nibabel without pydicom, see the module)
 from .dicom import (
     SeriesInfo,
     contains_dicom,

@@ -46,6 +46,24 @@ class LabelError(ValueError):
     """A label volume holds values that no known convention explains."""
 
 
+def distinct_values(labels: np.ndarray) -> np.ndarray:
+    """``np.unique(labels)``, about twice as fast for a label volume (integers 0-15): one comparison per value
+    instead of a sort.
+
+    Why: the CLI reads the ground truth beside a case only to learn its label convention, and sorting its
+    9 million voxels was ~0.1 CPU s of every run. Anything else goes through ``np.unique``.
+    """
+    data = np.asarray(labels)
+    if data.size and data.dtype.kind in "iu" or (data.dtype.kind == "f" and data.size and np.isfinite(data).all()):
+        low, high = data.min(), data.max()
+        if low >= 0 and high <= 15:
+            small = data.astype(np.uint8)
+            if data.dtype.kind in "iu" or np.array_equal(small, data):  # integers only
+                present = [v for v in range(int(low), int(high) + 1) if v in (low, high) or (small == v).any()]
+                return np.array(present, dtype=data.dtype)
+    return np.unique(data)
+
+
 def detect_convention(values: np.ndarray | set[int], source: str = "labels") -> str | None:
     """Return the convention that explains these label values, or None if both do (0/1/2 only)."""
     present = {int(v) for v in np.unique(np.asarray(list(values) if isinstance(values, set) else values))}

@@ -123,10 +123,17 @@ def load_nifti(path: str | Path, allow_4d: bool = False) -> tuple[np.ndarray, ni
         raise StudyError(f"{path}: not enough memory to read {tuple(shape)} voxels") from None
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise StudyError(f"{path}: file is truncated or corrupt ({_short(exc)})") from None
-    if not np.all(np.isfinite(data)):
+    if not _always_finite(img) and not np.all(np.isfinite(data)):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise StudyError(f"{path}: {bad} voxels are NaN or infinite")
     return data, img
+
+
+def _always_finite(img: nib.Nifti1Image) -> bool:
+    """Integers stored without scaling are finite in float32 (saves a pass over each volume)."""
+    proxy = img.dataobj
+    return (np.issubdtype(img.get_data_dtype(), np.integer)
+            and float(getattr(proxy, "slope", np.nan)) == 1.0 and float(getattr(proxy, "inter", np.nan)) == 0.0)
 
 
 def _check_header_size(path: Path, shape: tuple[int, ...]) -> None:

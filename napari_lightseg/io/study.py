@@ -183,10 +183,10 @@ def study_convention(study: Study) -> str | None:
     segmentation = study.files.segmentation if study.files is not None else None
     if segmentation is None:
         return None
-    from .labels import detect_convention
+    from .labels import detect_convention, distinct_values
 
     try:
         data, _ = load_nifti(segmentation)
-        return detect_convention(np.unique(data), str(segmentation))
+        return detect_convention(distinct_values(data), str(segmentation))
     except (StudyError, LabelError):
         return None  # an unreadable ground truth must not stop a run; the default convention applies

@@ -90,6 +90,10 @@ def _require_suffix(path: str, option: str, suffixes: tuple[str, ...]) -> None:
         raise UsageError(f"{path}: {option} must end in {' or '.join(suffixes)}")
 
 
+# --flips: None keeps the card's own test-time flips (napari_lightseg.inference)
+FLIP_CHOICES: dict[str, list[str] | None] = {"card": None, "none": [], "lr": ["lr"], "lr+ap": ["lr", "ap"]}
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     import time
 
@@ -114,7 +118,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         study = clinical.open_study(args.inputs, sequences=overrides, reference=args.reference, brain=args.brain,
                                     progress=progress)
-        result = engine.run(study, card, args.backend, threads=args.threads, progress=progress,
+        result = engine.run(study, card, args.backend, threads=args.threads, flips=FLIP_CHOICES[args.flips], progress=progress,
                             load_seconds=time.perf_counter() - t)
         convention = args.labels or study_convention(study) or "brats2021"
         t = time.perf_counter()
@@ -199,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--backend", default=None, help="e.g. onnxruntime, onnxruntime:CPUExecutionProvider, torch")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--flips", choices=sorted(FLIP_CHOICES), default="card",
+                   help="test-time flips averaged: the card's default (card), none, lr, or lr+ap")
     p.add_argument("--out", required=True,
                    help="output mask: .nii.gz/.nii (NIfTI with a label-names .json beside it) or .dcm (DICOM-SEG)")
     p.add_argument("--grid", default=None, choices=SEQUENCES,

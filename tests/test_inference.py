@@ -65,3 +65,22 @@ def test_slices_without_brain_are_skipped_and_unknown_options_refused():
     assert calls == [2]  # only the chunk holding slice 3
     with pytest.raises(ValueError, match="flips"):
         inference.predict_volume(model, image, flips=["up"])
+
+
+def test_cli_flips_option_runs_each_choice(tmp_path):
+    from napari_lightseg._sample_data import write_sample_case
+    from napari_lightseg.cli import FLIP_CHOICES, main
+
+    case = write_sample_case(tmp_path / "sample", seed=1)
+    for choice in FLIP_CHOICES:
+        out = tmp_path / f"seg-{choice}.nii.gz"
+        assert main(["segment", str(case), "--model", "mnv3-lraspp-v2-int8", "--flips", choice, "--out", str(out)]) == 0
+        assert out.exists()
+
+
+def test_v2_cards_declare_how_they_run():
+    from napari_lightseg.models import get_card
+
+    card = get_card("mnv3-lraspp-v2-int8")
+    assert card.head == "regions" and card.out_channels == 3 and card.context_slices == 0
+    assert set(card.test_time_flips) <= set(inference.FLIP_AXES)

@@ -67,10 +67,11 @@ def summary(rows: dict[str, dict[str, float]]) -> dict[str, float]:
 def table(results: dict) -> str:
     lines = ["| model | flips | val WT | val TC | val ET | val mean | val s/case | TCGA WT | TCGA TC | TCGA ET |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for model, by_flip in results["models"].items():
+    for model, by_flip in sorted(results["models"].items()):
         for option, entry in by_flip.items():
             s = entry["summary"]
-            lines.append(f"| {model} | {option} | {s['val_dice_WT']:.3f} | {s['val_dice_TC']:.3f} | {s['val_dice_ET']:.3f} | "
+            mark = " (default)" if entry.get("card_default") else ""
+            lines.append(f"| {model} | {option}{mark} | {s['val_dice_WT']:.3f} | {s['val_dice_TC']:.3f} | {s['val_dice_ET']:.3f} | "
                          f"{s['val_mean_dice']:.3f} | {s['val_seconds']:.2f} | {s['tcga_dice_WT']:.3f} | "
                          f"{s['tcga_dice_TC']:.3f} | {s['tcga_dice_ET']:.3f} |")
     return "\n".join(lines)
@@ -97,7 +98,18 @@ def main() -> None:
                                                     "card_default": card.kind == "cnn" and flips == card.test_time_flips}
             print(f"{card.name} {option}: {results['models'][card.name][option]['summary']}", flush=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(results))
     print(table(results))
+
+
+def markdown(results: dict) -> str:
+    """RESULTS_generations.md: the table and how it was made."""
+    return (f"# Every model, both generations, per test-time flip option (`benchmarks/bench_generations.py`)\n\n"
+            f"Machine: {results['machine']} (a loaded 2-core CPU: seconds compare options, they are not speed figures). "
+            f"Validation: mean over {', '.join(results['cases']['validation'])} (expert labels). TCGA: "
+            f"{results['cases']['unseen']} against {results['cases']['unseen_reference']} (five-algorithm fusion, "
+            "no expert labels). Through `engine.run` with post-processing; \"(default)\" marks each card's own flips.\n\n"
+            + table(results) + "\n")
 
 
 if __name__ == "__main__":

@@ -24,10 +24,12 @@ def test_card_is_consistent(card):
         return
     import onnxruntime as ort
 
-    assert card.name == f"{card.architecture}-{card.precision}"
+    assert card.name in (f"{card.architecture}-{card.precision}", f"{card.architecture}-v2-{card.precision}")
     session = ort.InferenceSession(str(card.path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == card.inputs
     assert [o.name for o in session.get_outputs()] == card.outputs
+    assert session.get_inputs()[0].shape[1] == card.in_channels  # sequences x context slices
+    assert session.get_outputs()[0].shape[1] == card.out_channels  # classes, or WT/TC/ET regions
     assert session.get_inputs()[0].shape[1] == len(card.sequences) == 4
     for key in ("dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"):
         assert key in card.validation

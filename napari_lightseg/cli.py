@@ -52,6 +52,7 @@ def _terminal_progress(label: str):
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """List the shipped model cards as a table, or as JSON for scripts."""
     from .models import list_cards
 
     cards = list_cards()
@@ -95,6 +96,7 @@ FLIP_CHOICES: dict[str, list[str] | None] = {"card": None, "none": [], "lr": ["l
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    """Segment one study with a model and write the mask as NIfTI or DICOM-SEG."""
     import time
 
     from . import clinical, engine
@@ -136,6 +138,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    """Locate the tumour and write its 3D bounding box (voxels) as JSON."""
     from .io import load_study
     from .pcnn import detect, detection_report
 
@@ -152,6 +155,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Score segmentations against a reference mask, write the Dice table as CSV and print a summary."""
     from .compare import compare_files, write_csv
 
     inputs = [args.reference, *args.segmentations]
@@ -167,6 +171,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
+    """Open the study in napari, or save a PNG screenshot of it instead of showing the window."""
     from ._qt.viewer import open_viewer
 
     if not args.screenshot:
@@ -189,6 +194,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Define the lightseg command line: its subcommands, their options and help."""
     parser = _Parser(prog="lightseg", description="Brain-tumour segmentation on a CPU.")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +266,7 @@ def _error(message: object, code: int, debug: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line and turn errors into messages and exit codes instead of tracebacks."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:

@@ -13,6 +13,7 @@ from .io import CONVENTIONS
 
 
 def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``batch`` subcommand and its options on the lightseg command line."""
     p = subparsers.add_parser("batch", help="segment a cohort on Dask: masks, reports and cohort.csv/.parquet")
     p.add_argument("cohort", help="a folder of case folders, a .csv with a 'path' column, or a quoted glob ('data/*')")
     p.add_argument("--model", required=True)
@@ -29,6 +30,7 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    """Check the batch options and cohort, then segment every case on Dask and write the cohort tables."""
     from .cohort import EXIT_BAD_ARGS, find_cases, resolve_card, run_cohort
     from .io import StudyError
     from .models import CardError

@@ -78,6 +78,7 @@ class CaseSpec:
 
 @dataclass
 class CohortResult:
+    """Outcome of a cohort run: one row per case, the totals, the tables written, and the exit code."""
     rows: list[dict[str, Any]]
     totals: dict[str, Any]
     table_paths: list[Path] = field(default_factory=list)
@@ -196,6 +197,7 @@ def card_sha256(card: ModelCard) -> str:
 
 
 def input_files(case: CaseSpec) -> list[Path]:
+    """Every file a case reads, in a stable order, so its inputs can be fingerprinted."""
     files: list[Path] = []
     for p in case.paths:
         files.extend(sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p])
@@ -212,6 +214,7 @@ def inputs_sha256(case: CaseSpec) -> str:
 
 
 def output_paths(out_dir: Path, case: CaseSpec) -> tuple[Path, Path]:
+    """Where a case's mask and report go inside the output folder."""
     folder = out_dir / case.name
     return folder / f"{case.name}_seg.nii.gz", folder / f"{case.name}_report.json"
 

@@ -36,6 +36,7 @@ def run_models(study, jobs: list[tuple[ModelCard, str]], progress: Callable[[flo
 def compare_masks(reference_name: str, reference: np.ndarray, masks: dict[str, np.ndarray], spacing: tuple[float, ...],
              extra: dict[str, dict], progress: Callable[[float, str], None], cancel: Callable[[], bool]
              ) -> tuple[list[dict], np.ndarray]:
+    """Background job: score the masks against the reference and map where they disagree."""
     rows = compare_labels(reference, masks, spacing, reference_name, extra)
     return rows, disagreement([reference, *masks.values()])
 

@@ -31,6 +31,7 @@ def class_features() -> dict[str, list]:
 
 @dataclass(frozen=True)
 class LegendRow:
+    """One line of the legend: a class or region, its colour and its volume in mL."""
     name: str
     description: str
     color: str | None  # None: a region (no colour of its own)

@@ -31,10 +31,12 @@ def label_colormap() -> dict:
 
 
 def spatial_kwargs(geometry: Geometry) -> dict[str, Any]:
+    """Layer arguments that place data in millimetres on the study's grid, so all layers align."""
     return {"scale": geometry.spacing, "axis_labels": AXIS_LABELS, "units": ("mm", "mm", "mm")}
 
 
 def image_layer_name(study_name: str, sequence: str) -> str:
+    """Layer name that tells the study and the sequence apart in the layer list."""
     return f"{study_name} {SEQUENCE_TITLES[sequence]}"
 
 
@@ -75,6 +77,7 @@ def is_result_layer(layer) -> bool:
 
 
 def study_layers(study: Study) -> list[LayerData]:
+    """All layers a study opens with: its images, plus its ground-truth labels when it has them."""
     layers = image_layers(study)
     if study.labels is not None:
         layers.append(labels_layer(study.labels, study.geometry, f"{study.name} {GROUND_TRUTH_SUFFIX}",

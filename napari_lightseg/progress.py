@@ -12,10 +12,12 @@ class Cancelled(RuntimeError):
 
 
 def report(progress: ProgressCallback | None, fraction: float, message: str) -> None:
+    """Pass progress on to the caller's callback, if any, with the fraction clamped to [0, 1]."""
     if progress is not None:
         progress(min(max(fraction, 0.0), 1.0), message)
 
 
 def check_cancel(cancel: CancelCallback | None) -> None:
+    """Stop the work with Cancelled once the caller asks for it."""
     if cancel is not None and cancel():
         raise Cancelled("cancelled by the user")

@@ -46,6 +46,7 @@ class Inference:
 
 
 class Backend(Protocol):
+    """What an inference engine offers: whether it can run here, its devices, and a loaded model."""
     name: str
 
     def available(self) -> tuple[bool, str]: ...
@@ -54,10 +55,12 @@ class Backend(Protocol):
 
 
 def default_threads() -> int:
+    """Threads to use by default: the cores this process may run on (at least one)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 class OnnxRuntimeBackend:
+    """Runs the shipped ONNX models with ONNX Runtime on a local execution provider."""
     name = "onnxruntime"
 
     def available(self) -> tuple[bool, str]:
@@ -235,6 +238,7 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in (OnnxRuntimeBackend(), Torch
 
 
 def get_backend(name: str) -> Backend:
+    """Look a backend up by name, failing with the list of known ones."""
     if name not in _BACKENDS:
         raise BackendError(f"unknown backend {name!r}; one of {', '.join(_BACKENDS)}")
     return _BACKENDS[name]

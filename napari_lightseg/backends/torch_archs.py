@@ -22,6 +22,7 @@ NUM_CLASSES = 4
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Pick batch or group normalization, so one architecture can be built for either."""
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     if kind == "gn":
@@ -30,6 +31,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 class ConvBNReLU(nn.Sequential):
+    """Conv, normalization and ReLU: the basic unit the networks are built from."""
     def __init__(self, cin: int, cout: int, norm: str = "bn", k: int = 3):
         super().__init__(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), norm_layer(norm, cout), nn.ReLU(inplace=True))
 
@@ -72,6 +74,7 @@ class UNetFamily(nn.Module):
 
 
 class DoubleConv(nn.Sequential):
+    """Two conv units in a row: the classic U-Net encoder/decoder block."""
     def __init__(self, cin: int, cout: int, norm: str = "bn"):
         super().__init__(ConvBNReLU(cin, cout, norm), ConvBNReLU(cout, cout, norm))
 
@@ -101,11 +104,13 @@ class ResidualDSBlock(nn.Module):
 
 
 def unet(base: int = 16, norm: str = "bn", in_channels: int = IN_CHANNELS, out_channels: int = NUM_CLASSES) -> nn.Module:
+    """Build the plain U-Net (double-conv blocks) at the given width and normalization."""
     return UNetFamily(lambda i, o: DoubleConv(i, o, norm), base=base, norm=norm,
                       in_channels=in_channels, out_channels=out_channels)
 
 
 def dsc_unet(base: int = 16, norm: str = "bn", in_channels: int = IN_CHANNELS, out_channels: int = NUM_CLASSES) -> nn.Module:
+    """Build the lighter U-Net variant whose blocks use depthwise-separable convolutions."""
     return UNetFamily(lambda i, o: ResidualDSBlock(i, o, norm), base=base, norm=norm,
                       in_channels=in_channels, out_channels=out_channels)
 
@@ -114,6 +119,7 @@ def dsc_unet(base: int = 16, norm: str = "bn", in_channels: int = IN_CHANNELS, o
 
 
 class SqueezeExcite(nn.Module):
+    """Channel attention that reweights feature maps from their global average (MobileNetV3 style)."""
     def __init__(self, channels: int):
         super().__init__()
         hidden = max(8, channels // 4)
@@ -125,6 +131,7 @@ class SqueezeExcite(nn.Module):
 
 
 class InvertedResidual(nn.Module):
+    """MobileNetV3 bottleneck: expand, depthwise conv, optional squeeze-excite, project back."""
     def __init__(self, cin: int, k: int, expand: int, cout: int, se: bool, act: str, stride: int):
         super().__init__()
         Act = nn.Hardswish if act == "hs" else nn.ReLU
@@ -212,6 +219,7 @@ def build(name: str, norm: str = "bn", in_channels: int = IN_CHANNELS, out_chann
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of weights in a model, for the model card and size comparisons."""
     return sum(p.numel() for p in model.parameters())
 
 

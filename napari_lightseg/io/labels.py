@@ -16,6 +16,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TumourClass:
+    """A tumour label value with the short name, description and colour it is shown with."""
     value: int
     name: str
     long_name: str

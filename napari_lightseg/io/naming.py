@@ -36,6 +36,7 @@ class StudyError(ValueError):
 
 
 def is_nifti(path: str | Path) -> bool:
+    """Tell NIfTI files from other files by their (compressed or not) suffix."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
@@ -46,6 +47,7 @@ def is_junk(path: str | Path) -> bool:
 
 
 def strip_nifti_suffix(name: str) -> str:
+    """The file name without its NIfTI suffix, to read the tokens that name its role."""
     for suffix in NIFTI_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]

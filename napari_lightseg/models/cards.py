@@ -25,6 +25,7 @@ class CardError(ValueError):
 
 @dataclass
 class ModelCard:
+    """What is known about a shipped model: its file, inputs, labels, cost and validation scores."""
     name: str
     kind: str  # cnn | pcnn
     architecture: str
@@ -118,6 +119,7 @@ class ModelCard:
 
 
 def sha256_of(path: Path) -> str:
+    """Checksum of a file, read in chunks, to verify a model file against its card."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -126,6 +128,7 @@ def sha256_of(path: Path) -> str:
 
 
 def load_card(path: str | Path) -> ModelCard:
+    """Read and validate a model card JSON file, failing with a message that names what is wrong."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -154,10 +157,12 @@ def _cards_in(folder: str) -> tuple[ModelCard, ...]:
 
 
 def list_cards(folder: Path = CARD_DIR) -> list[ModelCard]:
+    """All model cards in a folder (the shipped ones by default)."""
     return list(_cards_in(str(folder)))
 
 
 def get_card(name: str, folder: Path = CARD_DIR) -> ModelCard:
+    """The model card of that name, or an error listing the available ones."""
     for card in list_cards(folder):
         if card.name == name:
             return card

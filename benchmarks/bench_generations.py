@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_lightseg import engine
+from napari_lightseg.inference import FLIP_OPTIONS
 from napari_lightseg.io import load_labels, load_study
 from napari_lightseg.metrics import region_scores
 from napari_lightseg.models import list_cards
@@ -27,7 +28,6 @@ DATA = Path(os.environ.get("LIGHTSEG_DATA", Path(__file__).resolve().parents[1] 
 HERE = Path(__file__).resolve().parent
 VALIDATION = ("Brats18_2013_20_1", "Brats18_CBICA_ALU_1", "Brats18_TCIA02_606_1", "Brats18_TCIA10_639_1")
 TCGA = "TCGA-FG-6692"
-FLIP_OPTIONS = {"none": [], "lr": ["lr"], "lr+ap": ["lr", "ap"]}
 KEYS = ("dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET")
 
 

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from .cli_batch import add_batch_parser
+from .inference import FLIP_OPTIONS
 from .io import CONVENTIONS, SEQUENCES, LabelError, StudyError, discover, is_nifti, role_of
 from .io.naming import is_junk
 from .io.outputs import OutputPlan
@@ -92,7 +93,7 @@ def _require_suffix(path: str, option: str, suffixes: tuple[str, ...]) -> None:
 
 
 # --flips: None keeps the card's own test-time flips (napari_lightseg.inference)
-FLIP_CHOICES: dict[str, list[str] | None] = {"card": None, "none": [], "lr": ["lr"], "lr+ap": ["lr", "ap"]}
+FLIP_CHOICES: dict[str, list[str] | None] = {"card": None, **FLIP_OPTIONS}
 
 
 def cmd_segment(args: argparse.Namespace) -> int:

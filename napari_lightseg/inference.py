@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .io.labels import CLASSES
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 
 HEADS = ("classes", "regions")
 FLIP_AXES = {"lr": -1, "ap": -2}
-NCR, ED, ET = 1, 2, 3  # internal class codes (io.labels)
+# The flip sets offered everywhere (CLI --flips, release, benchmarks): named option -> flips averaged
+FLIP_OPTIONS: dict[str, list[str]] = {"none": [], "lr": ["lr"], "lr+ap": ["lr", "ap"]}
+NCR, ED, ET = (next(c.value for c in CLASSES if c.name == name) for name in ("NCR", "ED", "ET"))
 
 Model = Callable[[np.ndarray], np.ndarray]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from napari_lightseg.inference import ED, ET, NCR  # noqa: F401  (class codes the regions are built from)
+from napari_lightseg.inference import ET, NCR  # the class codes the regions are built from
 
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

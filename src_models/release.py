@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_lightseg import engine
+from napari_lightseg.inference import FLIP_OPTIONS
 from napari_lightseg.io import CLASS_NAMES, SEQUENCES, load_study
 from napari_lightseg.metrics import dice, region_scores
 from napari_lightseg.models import CARD_DIR, ModelCard
@@ -30,7 +31,6 @@ from .quantize import QUANTIZED_OPS, calibration_batches, quantize
 NORMALIZATION = "per-sequence z-score inside the brain (any sequence non-zero), clipped to +-5; brain bounding-box crop"
 
 
-FLIP_OPTIONS = {"none": [], "lr": ["lr"], "lr+ap": ["lr", "ap"]}
 MIN_FLIP_GAIN = 0.005  # mean WT/TC/ET Dice the flips must add on the validation split to be on by default
 
 

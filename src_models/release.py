@@ -125,7 +125,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", required=True, help="model name stem, e.g. dsc-unet")
     p.add_argument("--out", type=Path, default=CARD_DIR)
     p.add_argument("--methods", default="MinMax,Percentile")
+    p.add_argument("--final-fit", action="store_true",
+                   help="RUN trained on all labelled cases (train --all-cases) with the recipe of the shipped <name> "
+                        "cards: replace their weights, keep their split numbers (see final_fit.py)")
     args = p.parse_args(argv)
+    if args.final_fit:
+        from .final_fit import release_final_fit
+
+        release_final_fit(args.run, args.name, args.out)
+        return
 
     model, config = load_checkpoint(args.run / "last.pt")
     train_dirs, val_dirs = brats18_cases()

@@ -3,7 +3,8 @@
 For each card: params, GFLOPs per 240x240 slice, file size, seconds per full volume (inference on
 the brain-cropped slices of a real 4x240x240x155 case) in PyTorch eager FP32 (FP32 models, when
 torch + src_models are importable), ONNX Runtime FP32 and INT8, and the card's validation Dice.
-Then the end-to-end wall time of ``lightseg segment`` (process start to NIfTI written).
+Then the end-to-end wall time of ``lightseg segment`` (process start to NIfTI written). Writes the tables
+to ``RESULTS_models.md`` (the README's model tables are copied from it, and a test checks they match).
 
     python benchmarks/bench_models.py [--case DIR] [--repeats 3] [--threads 2]
 """
@@ -45,26 +46,39 @@ def main() -> None:
     p.add_argument("--case", type=Path, default=DEFAULT_CASE)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS_models.md")
     args = p.parse_args()
     study = load_study(args.case, with_labels=False)
     torch_ok = available_backends().get("torch", (False, ""))[0]
     cards = [c for c in list_cards() if c.kind == "cnn"]
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads={args.threads}; "
-          f"case {args.case.name} ({'x'.join(map(str, study.shape))}); best of {args.repeats}\n")
-    print("| model | params | GFLOPs/slice | file MB | PyTorch FP32 s | ORT s | val Dice WT/TC/ET |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    load_start = os.getloadavg()[0]
+    lines: list[str] = []
+
+    def emit(line: str = "") -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    emit("| model | params | GFLOPs/slice | file MB | PyTorch FP32 s | ORT s | val Dice WT/TC/ET |")
+    emit("|---|---:|---:|---:|---:|---:|---|")
     for card in cards:
         torch_s = "—"
         if torch_ok and card.precision == "fp32":
             torch_s = f"{best_inference(study, card, 'torch', args.threads, 1):.2f}"
         ort_s = best_inference(study, card, "onnxruntime", args.threads, args.repeats)
         v = card.validation
-        print(f"| {card.name} | {card.params:,} | {card.flops_per_slice / 1e9:.2f} | {card.file_mb:.2f} | {torch_s} | "
-              f"{ort_s:.2f} | {v['dice_WT']:.3f}/{v['dice_TC']:.3f}/{v['dice_ET']:.3f} |", flush=True)
-    print("\n| model | `lightseg segment` wall s (start to NIfTI written) |")
-    print("|---|---:|")
+        emit(f"| {card.name} | {card.params:,} | {card.flops_per_slice / 1e9:.2f} | {card.file_mb:.2f} | {torch_s} | "
+             f"{ort_s:.2f} | {v['dice_WT']:.3f}/{v['dice_TC']:.3f}/{v['dice_ET']:.3f} |")
+    emit()
+    emit("| model | `lightseg segment` wall s (start to NIfTI written) |")
+    emit("|---|---:|")
     for card in cards:
-        print(f"| {card.name} | {min(cli_seconds(args.case, card.name, args.threads) for _ in range(2)):.2f} |", flush=True)
+        emit(f"| {card.name} | {min(cli_seconds(args.case, card.name, args.threads) for _ in range(2)):.2f} |")
+    header = (f"# Model speed (`benchmarks/bench_models.py`)\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads={args.threads}; load average "
+              f"(1 min) {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end; case {args.case.name} "
+              f"({'x'.join(map(str, study.shape))}); inference = best of {args.repeats} (cards' default test-time flips), "
+              "`lightseg segment` = best of 2; Dice from the cards.\n\n")
+    args.out.write_text(header + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

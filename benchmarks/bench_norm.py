@@ -4,11 +4,12 @@ Speed only (weights are random; accuracy is not the question here): BatchNorm fo
 preceding convolution when ONNX Runtime loads the graph, GroupNorm stays a separate op and breaks
 the blocked (NCHWc) layout. Needs the ``train`` extra (torch).
 
-    python benchmarks/bench_norm.py [--threads 2] [--repeats 3]
+    python benchmarks/bench_norm.py [--threads 2] [--repeats 3]    # writes RESULTS_norm.md
 """
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -39,14 +40,19 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     volume = np.random.default_rng(0).standard_normal((140, 4, 176, 208)).astype(np.float32)  # a brain crop
-    print(f"dsc-unet, {volume.shape[0]} slices of {volume.shape[2]}x{volume.shape[3]}, threads={args.threads}\n")
-    print("| normalization | params | ORT FP32 s/volume |")
-    print("|---|---:|---:|")
+    load_start = os.getloadavg()[0]
+    lines = ["| normalization | params | ORT FP32 s/volume |", "|---|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for norm in ("bn", "gn"):
             model = build("dsc-unet", norm)
             path = export_onnx(model, Path(tmp) / f"{norm}.onnx")
-            print(f"| {norm.upper()} | {count_params(model):,} | {seconds_per_volume(path, volume, args.threads, args.repeats):.2f} |", flush=True)
+            lines.append(f"| {norm.upper()} | {count_params(model):,} | {seconds_per_volume(path, volume, args.threads, args.repeats):.2f} |")
+            print(lines[-1], flush=True)
+    text = (f"# GroupNorm vs BatchNorm in the DSC U-Net (`benchmarks/bench_norm.py`)\n\n"
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores, threads={args.threads}; load average "
+            f"(1 min) {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end; {volume.shape[0]} slices of "
+            f"{volume.shape[2]}x{volume.shape[3]}, random weights, best of {args.repeats}.\n\n" + "\n".join(lines) + "\n")
+    (Path(__file__).resolve().parent / "RESULTS_norm.md").write_text(text)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,30 @@ def test_row_equals_card(card) -> None:
     assert gflops == f"{card.flops_per_slice / 1e9:.2f}"
     assert file_mb == f"{card.file_mb:.2f}"
     assert dice == "/".join(f"{card.validation[f'dice_{r}']:.3f}" for r in ("WT", "TC", "ET"))
+
+
+RESULTS = [README.parent / "benchmarks", README.parent / "docs"]
+DOCUMENTATION_TABLES = ("| finding | action |",)  # tables that explain, with no measured number
+
+
+def _measured_rows() -> list[tuple[int, str]]:
+    """README table rows holding a digit, outside documentation tables, with their line numbers."""
+    rows, documentation = [], False
+    for number, line in enumerate(README.read_text().splitlines(), 1):
+        if not line.startswith("|"):
+            documentation = False
+            continue
+        if line.startswith(DOCUMENTATION_TABLES):
+            documentation = True
+        if not documentation and not line.startswith("|---") and any(ch.isdigit() for ch in line):
+            rows.append((number, line))
+    return rows
+
+
+def test_every_measured_readme_row_is_in_a_results_file() -> None:
+    """Every number in a README table comes from a results file that a committed script wrote: the row is
+    copied verbatim (a hand-edited or stale row fails here)."""
+    written = "\n".join(p.read_text() for folder in RESULTS for p in sorted(folder.glob("*.md"))
+                        if p.name.upper().startswith("RESULTS") or "results" in p.name)
+    missing = [f"README.md:{n}: {line}" for n, line in _measured_rows() if line not in written]
+    assert missing == [], "\n".join(missing)

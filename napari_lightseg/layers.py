@@ -7,6 +7,7 @@ each grid and source file in ``io.opened`` (what the writer protects, and the gr
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,15 @@ def layer_source_files(layers) -> list[str]:
     """Source files of the plugin's layers among ``layers`` (a viewer's layer list): inputs never to write."""
     files = [source_file(layer_meta(layer.metadata).source) for layer in layers]
     return [f for f in files if f]
+
+
+def corrected_mask_path(meta: dict, layers) -> Path:
+    """Where a corrected mask is saved by default: ``<study>_seg_corrected.nii.gz`` beside the study's files
+    when they are known (not ``_seg``: the ground truth may be there, and it is an input), else in home."""
+    sources = [meta.get("saved_path"), meta.get("source")]
+    sources += [lightseg_metadata(layer.metadata).get("source") for layer in layers]
+    folder = next((Path(s).parent for s in sources if s and Path(str(s).split("[")[0]).exists()), Path.home())
+    return folder / f"{meta.get('study') or 'mask'}_seg_corrected.nii.gz"
 
 
 def geometry_for_shape(layers, shape: tuple[int, ...]) -> Geometry | None:

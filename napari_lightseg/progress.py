@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 ProgressCallback = Callable[[float, str], None]  # (fraction 0..1, message)
 CancelCallback = Callable[[], bool]  # True when the user asked to stop
@@ -21,3 +22,16 @@ def check_cancel(cancel: CancelCallback | None) -> None:
     """Stop the work with Cancelled once the caller asks for it."""
     if cancel is not None and cancel():
         raise Cancelled("cancelled by the user")
+
+
+def cancellable_call(function: Callable[..., Any], *args: Any, progress: ProgressCallback | None = None,
+                     cancel: CancelCallback | None = None, **kwargs: Any) -> Any:
+    """Run a function that knows no progress or cancel (one array operation) in a worker.
+
+    Cancel is checked before and after it: a cancel during the call drops its result (Cancelled).
+    ``progress`` is accepted for the worker's calling convention; one call has no steps to report.
+    """
+    check_cancel(cancel)
+    result = function(*args, **kwargs)
+    check_cancel(cancel)
+    return result

@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QWidget,
@@ -68,7 +69,10 @@ class ClassPalette(QGroupBox):
 
 
 class OperationsBox(QGroupBox):
-    """Slice range + Interpolate, Remove smaller, Fill holes, Grow / Shrink, Keep largest."""
+    """Slice range + Interpolate, Remove smaller, Fill holes, Grow / Shrink, Keep largest; progress and Cancel.
+
+    The operations run in a worker thread (``worker.TaskRunner``): the bar and Cancel show the running one.
+    """
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Operations (undo: Ctrl+Z)", parent)
@@ -106,6 +110,12 @@ class OperationsBox(QGroupBox):
         grid.addWidget(self.grow_button, 4, 0, 1, 2)
         grid.addWidget(self.shrink_button, 4, 2)
         grid.addWidget(self.largest_button, 4, 3)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running operation: its result is dropped, the mask stays as it is")
+        grid.addWidget(self.progress, 5, 0, 1, 3)
+        grid.addWidget(self.cancel_button, 5, 3)
 
     def buttons(self) -> tuple[QPushButton, ...]:
         return (self.interpolate_button, self.here_button, self.remove_button, self.fill_button,

@@ -1,8 +1,9 @@
 """Dock widget: correct a tumour mask by hand on an editable copy, with undoable operations and Save.
 
-Every operation is an array function of ``correction`` written back through ``layer_edits.apply_to_layer``,
-so napari's own Ctrl+Z / Ctrl+Shift+Z undo and redo it as one step. Volumes follow the layer live. Unsaved edits make napari ask before
-its window closes (``LIGHTSEG_NO_CLOSE_PROMPT=1`` turns the question off, e.g. in tests).
+Every operation is an array function of ``correction``, run in a worker thread (``worker.TaskRunner``) on a
+snapshot of the mask and written back on the GUI thread through ``layer_edits.apply_if_unchanged``, so
+napari's own Ctrl+Z / Ctrl+Shift+Z undo and redo it as one step (and paint made meanwhile is never lost).
+Volumes follow the layer live. Unsaved edits make napari ask before its window closes (``LIGHTSEG_NO_CLOSE_PROMPT=1`` turns the question off, e.g. in tests).
 """
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushBut
 
 from .. import correction
 from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, StudyError, save_labels
-from ..layers import geometry_for_shape, labels_layer, layer_source_files, lightseg_metadata
+from ..layers import corrected_mask_path, geometry_for_shape, labels_layer, layer_source_files, lightseg_metadata
 from ..metrics import class_volumes_ml
+from ..progress import cancellable_call
 from .close_guard import _CloseGuard, close_prompt_enabled, install_close_guard, is_edited, unsaved_layers
 from .common import nifti_target, replace_confirmed, scrolling_body
 from .correction_controls import ERASE, SHORTCUTS_HELP, ClassPalette, OperationsBox
-from .layer_edits import apply_to_layer
+from .layer_edits import apply_if_unchanged
 from .layer_edits import set_meta as _set_meta
+from .worker import TaskRunner
 
 __all__ = ["CorrectionWidget", "_CloseGuard", "close_prompt_enabled", "is_edited", "unsaved_layers"]
 
@@ -75,6 +78,9 @@ class CorrectionWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
         self._op_buttons = (*ops.buttons(), self.save_button)
+        self.cancel_button, self.progress = ops.cancel_button, ops.progress
+        self.runner = TaskRunner(self.status, ops.progress, self._op_buttons, ops.cancel_button, parent=self)
+        self.runner.ended.connect(self._enable_ops)
 
         self.edit_button.clicked.connect(self.edit_copy)
         self.palette.chosen.connect(self.choose_class)
@@ -103,10 +109,13 @@ class CorrectionWidget(QWidget):
     def spacing(self) -> tuple[float, ...]:
         return tuple(float(s) for s in self.layer.scale)
 
+    def _enable_ops(self) -> None:
+        for button in self._op_buttons:  # an operation's end brings them back (TaskRunner.ended)
+            button.setEnabled(self.layer is not None and not self.runner.running)
+
     def _on_active(self, *_) -> None:
         layer = self.layer
-        for button in self._op_buttons:
-            button.setEnabled(layer is not None)
+        self._enable_ops()
         self.convention_combo.clear()
         if layer is None:
             self.target_label.setText("Select a labels layer and press Edit a copy.")
@@ -183,22 +192,24 @@ class CorrectionWidget(QWidget):
         self.apply(correction.interpolate_class, self.label, self.first_slice.value(), self.last_slice.value(),
                    self.spacing, what="interpolate")
 
-    def apply(self, operation: Callable, *args, what: str) -> correction.Change | None:
-        """Run a pure operation on the edited mask and write it as one undo step; errors go to the status line."""
+    def apply(self, operation: Callable, *args, what: str):
+        """Run a pure operation on a snapshot of the edited mask in a worker; returns the worker (None if none).
+
+        The result is written on the GUI thread as one undo step, unless the layer changed meanwhile."""
         layer = self.layer
         if layer is None:
             self.status.setText("Select an edited mask (Edit a copy) first.")
             return None
-        try:
-            change = apply_to_layer(layer, operation(np.asarray(layer.data), *args))
-        except ValueError as exc:
-            self.status.setText(f"{what}: {exc}")
-            return None
-        if change.size:
-            _set_meta(layer, unsaved=True)
-        self.status.setText(f"{what}: {change.size} voxels changed" + (" (Ctrl+Z undoes)" if change.size else ""))
+        snapshot = np.array(layer.data, copy=True)
+        snapshot.flags.writeable = False  # the worker reads it; the check on return compares with it
+        return self.runner.start(what, cancellable_call, lambda new: self._applied(layer, snapshot, new, what),
+                                 operation, snapshot, *args)
+
+    def _applied(self, layer, snapshot: np.ndarray, new_data: np.ndarray, what: str) -> None:
+        cancelled = self.runner.cancel_event.is_set()  # pressed after the work returned: still drop it
+        self.status.setText(f"{what}: cancelled." if cancelled else
+                            apply_if_unchanged(self.viewer.layers, layer, snapshot, new_data, what))
         self.refresh_volumes()
-        return change
 
     def refresh_volumes(self) -> None:
         layer = self.layer
@@ -214,7 +225,7 @@ class CorrectionWidget(QWidget):
         if layer is None:
             return None
         meta = lightseg_metadata(layer.metadata)
-        target = nifti_target(self, "Save corrected mask", self._default_path(meta), path)
+        target = nifti_target(self, "Save corrected mask", corrected_mask_path(meta, self.viewer.layers), path)
         if target is None:
             return None
         if not replace_confirmed(self, target):
@@ -235,11 +246,3 @@ class CorrectionWidget(QWidget):
         _set_meta(layer, unsaved=False, saved_path=str(saved), saved_convention=convention)
         self.status.setText(f"Saved {saved} ({convention})")
         return saved
-
-    def _default_path(self, meta: dict) -> Path:
-        """``<study>_seg_corrected.nii.gz`` beside the study's files when they are known (not ``_seg``: the
-        ground truth may be there, and it is an input)."""
-        sources = [meta.get("saved_path"), meta.get("source")]
-        sources += [lightseg_metadata(layer.metadata).get("source") for layer in self.viewer.layers]
-        folder = next((Path(s).parent for s in sources if s and Path(str(s).split("[")[0]).exists()), Path.home())
-        return folder / f"{meta.get('study') or 'mask'}_seg_corrected.nii.gz"

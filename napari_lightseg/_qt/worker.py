@@ -28,11 +28,13 @@ class TaskRunner(QObject):
     """Starts ``function(*args, progress=..., cancel=..., **kwargs)`` in a thread for one widget.
 
     ``controls`` are disabled while the task runs and always re-enabled at its end; ``cancel_button``
-    is enabled only while it runs. Errors and "Cancelled." go to ``status`` (one line).
+    is enabled only while it runs. Errors and "Cancelled." go to ``status`` (one line). ``ended`` is
+    emitted after the controls came back, whatever the outcome (a widget re-checks its own rules there).
     """
 
     progressed = Signal(float, str)
     delivered = Signal(object)
+    ended = Signal()
 
     def __init__(self, status: QLabel, progress_bar: QProgressBar, controls: Sequence[QWidget],
                  cancel_button: QWidget | None = None, parent: QObject | None = None):
@@ -108,3 +110,4 @@ class TaskRunner(QObject):
         if self._activity is not None:
             self._activity.close()
             self._activity = None
+        self.ended.emit()

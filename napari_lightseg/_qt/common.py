@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -18,15 +18,31 @@ from qtpy.QtWidgets import (
 )
 
 
+class _WidthFittingScroll(QScrollArea):
+    """Scrolls vertically only: it is never narrower than its content, so napari sizes the dock to fit."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        content = self.widget()
+        if content is None:
+            return hint
+        width = content.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), self.minimumSizeHint().width()), hint.height())
+
+
 def scrolling_body(widget: QWidget) -> QVBoxLayout:
     """Put the widget's content in a scroll area and return the content's layout: when docks stack,
-    the content scrolls instead of squeezing or clipping its buttons."""
+    the content scrolls (vertically) instead of squeezing or clipping its buttons."""
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
-    scroll = QScrollArea(widget)
+    scroll = _WidthFittingScroll(widget)
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)  # rows are built to fit; never clip
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     body = QWidget()
     scroll.setWidget(body)
     outer.addWidget(scroll)

@@ -66,6 +66,7 @@ class CorrectionWidget(QWidget):
         layout.addWidget(ops)
 
         self.volumes_label = QLabel("")
+        self.volumes_label.setWordWrap(True)
         layout.addWidget(self.volumes_label)
         save_row = QFormLayout()
         self.convention_combo = QComboBox()

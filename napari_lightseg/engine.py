@@ -23,7 +23,7 @@ from .io import Geometry, Study, load_study
 from .io.study import study_convention
 from .metrics import class_volumes_ml
 from .models import ModelCard
-from .postprocess import MIN_COMPONENT_ML, find_components, remove_small_components
+from .postprocess import MIN_COMPONENT_ML, clean_and_find, find_components
 from .preprocess import prepare, quality, uncrop
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 from .types import Detection, RunReport, Segmentation
@@ -119,9 +119,10 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     check_cancel(cancel)
     t = time.perf_counter()
     spacing = study.geometry.spacing
-    if postprocess:
-        labels = remove_small_components(labels, MIN_COMPONENT_ML, spacing, per_class=False)
-    detections = find_components(labels, spacing)
+    if postprocess:  # remove_small_components(per_class=False) + find_components from one labelling
+        labels, detections = clean_and_find(labels, MIN_COMPONENT_ML, spacing)
+    else:
+        detections = find_components(labels, spacing)
     volumes = class_volumes_ml(labels, spacing)
     notes += quality.check_result(labels, study, card.sequences, brain)
     timings["postprocess"] = time.perf_counter() - t

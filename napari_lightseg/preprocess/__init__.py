@@ -67,7 +67,13 @@ def normalize(volume: np.ndarray | list[np.ndarray], mask: np.ndarray) -> np.nda
         if values.size == 0:
             continue
         mean, std = float(values.mean()), float(values.std())
-        out[c][mask] = np.clip((values - mean) / (std if std > 1e-6 else 1.0), -CLIP_Z, CLIP_Z)
+        scale = std if std > 1e-6 else 1.0
+        if values.dtype.kind != "f":  # integers: the arithmetic promotes to float64
+            out[c][mask] = np.clip((values - mean) / scale, -CLIP_Z, CLIP_Z)
+            continue
+        scaled = np.subtract(values, mean, out=values)  # floats: the same operations in place, no temporaries
+        scaled /= scale
+        out[c][mask] = np.clip(scaled, -CLIP_Z, CLIP_Z, out=scaled)
     return out
 
 

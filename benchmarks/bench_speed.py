@@ -50,11 +50,11 @@ def mark(name):
 from napari_lightseg import cli  # noqa: the CLI's own imports (nibabel, numpy, the io package)
 mark("import the CLI (nibabel, numpy)")
 from napari_lightseg import clinical, engine
-from napari_lightseg.correction import remove_small_components
 from napari_lightseg.io.outputs import OutputPlan
 from napari_lightseg.io.study import study_convention
 from napari_lightseg.metrics import class_volumes_ml
 from napari_lightseg.models import get_card
+from napari_lightseg.postprocess import clean_and_find
 from napari_lightseg.preprocess import prepare, quality, uncrop
 mark("import the engine (scipy.ndimage, ONNX Runtime)")
 case, out = sys.argv[1], sys.argv[2]
@@ -65,19 +65,18 @@ clinical.needs_brain_extraction(study)
 mark("skull-stripped? (brain-extraction decision)")
 study.convention = study_convention(study)
 mark("label convention of the ground truth file")
-study, _ = quality.check_inputs(study, card.sequences)
-mark("input checks")
+study, _, brain = quality.inspect_inputs(study, card.sequences)  # the brain region, reused below
+mark("input checks (and the brain region)")
 inference = engine.get_backend("onnxruntime").load(card, None, None)
 mark("ONNX Runtime session (cached graph)")
-image, crop = prepare([study.images[s] for s in card.sequences])
+image, crop = prepare([study.images[s] for s in card.sequences], brain)
 mark("preprocess (crop, z-score)")
 labels = uncrop(engine._infer_slices(inference.run, image, engine.DEFAULT_BATCH, None, None), crop)
 mark("inference + argmax")
 spacing = study.geometry.spacing
-labels = remove_small_components(labels, engine.MIN_COMPONENT_ML, spacing, per_class=False)
-engine.find_components(labels, spacing)
+labels, _ = clean_and_find(labels, engine.MIN_COMPONENT_ML, spacing)  # one labelling: removal + detections
 class_volumes_ml(labels, spacing)
-quality.check_result(labels, study, card.sequences)
+quality.check_result(labels, study, card.sequences, brain)
 mark("postprocess (components, volumes, checks)")
 with OutputPlan([case], overwrite=True) as plan:
     clinical.plan_mask_outputs(plan, out)

@@ -121,11 +121,11 @@ def needs_brain_extraction(study: Study) -> bool:
     for seq, volume in study.images.items():
         offset = background_offset(volume)
         shifted[seq] = volume[every_other] - offset if offset else volume[every_other]
-    if not looks_skull_stripped(shifted):
-        return True
     foreground = np.zeros(next(iter(shifted.values())).shape, dtype=bool)
     for volume in shifted.values():
         foreground |= volume != 0
+    if not looks_skull_stripped(foreground):  # the non-zero region of a bool mask is the mask: computed once
+        return True
     return 8 * float(foreground.sum()) * float(np.prod(study.geometry.spacing)) / 1000.0 > MAX_BRAIN_ML
 
 

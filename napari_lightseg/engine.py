@@ -23,7 +23,7 @@ from .io import Geometry, Study, load_study
 from .io.study import study_convention
 from .metrics import class_volumes_ml
 from .models import ModelCard
-from .postprocess import MIN_COMPONENT_ML, find_components, remove_small_components
+from .postprocess import MIN_COMPONENT_ML, clean_and_find, find_components
 from .preprocess import prepare, quality, uncrop
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 from .types import Detection, RunReport, Segmentation
@@ -91,8 +91,8 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     timings = {"load": load_seconds, **study.timings_s}  # load = read + register + extract (the study's stages)
     notes: list[str] = list(study.notes)
     check_cancel(cancel)
-    study, input_notes = quality.check_inputs(study, card.sequences)  # refuses, fixes exactly, or warns
-    notes += input_notes
+    study, input_notes, brain = quality.inspect_inputs(study, card.sequences)  # refuses, fixes exactly, or warns
+    notes += input_notes  # brain: the card's sequences' brain region, computed once for prepare and check_result
     if card.kind == "pcnn":
         from . import pcnn
 
@@ -109,7 +109,7 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
         inference = get_backend(backend_name).load(card, provider, threads)
         notes += inference.notes
         t = time.perf_counter()
-        image, crop = prepare([study.images[s] for s in card.sequences])
+        image, crop = prepare([study.images[s] for s in card.sequences], brain)
         timings["preprocess"] = time.perf_counter() - t
         t = time.perf_counter()
         cropped = _infer_slices(inference.run, image, batch, progress, cancel, card, flips)
@@ -119,11 +119,12 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     check_cancel(cancel)
     t = time.perf_counter()
     spacing = study.geometry.spacing
-    if postprocess:
-        labels = remove_small_components(labels, MIN_COMPONENT_ML, spacing, per_class=False)
-    detections = find_components(labels, spacing)
+    if postprocess:  # remove_small_components(per_class=False) + find_components from one labelling
+        labels, detections = clean_and_find(labels, MIN_COMPONENT_ML, spacing)
+    else:
+        detections = find_components(labels, spacing)
     volumes = class_volumes_ml(labels, spacing)
-    notes += quality.check_result(labels, study, card.sequences)
+    notes += quality.check_result(labels, study, card.sequences, brain)
     timings["postprocess"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started + load_seconds
     report(progress, 1.0, "done")

@@ -87,7 +87,7 @@ def predict_volume(model: Model, image: np.ndarray, *, head: str = "classes", co
     if head not in HEADS or unknown:
         raise ValueError(f"unknown head {head!r} or flips {unknown}; heads {HEADS}, flips {sorted(FLIP_AXES)}")
     depth = image.shape[1]
-    slices = np.ascontiguousarray(image.transpose(1, 0, 2, 3))
+    slices = image.transpose(1, 0, 2, 3)  # a view: stack_context copies one batch at a time, not the whole volume
     out = np.zeros((depth, *image.shape[2:]), dtype=np.uint8)
     brain = np.any(slices != 0, axis=(1, 2, 3))
     for z0 in range(0, depth, batch):

@@ -62,10 +62,14 @@ def volume_ml(voxels: int, spacing: tuple[float, ...]) -> float:
 
 def class_volumes_ml(classes: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
     """Volumes in mL of NCR, ED, ET and the regions WT, TC."""
-    counts = np.bincount(np.asarray(classes, dtype=np.intp).ravel(), minlength=len(CLASS_NAMES) + 1)
+    classes = np.asarray(classes)
+    if classes.dtype.kind in "ub":  # one comparison per class: no int64 copy of the volume for bincount
+        counts = {v: int(np.count_nonzero(classes == v)) for v in CLASS_NAMES}
+    else:
+        counts = dict(enumerate(int(n) for n in np.bincount(classes.astype(np.intp).ravel(), minlength=len(CLASS_NAMES) + 1)))
     out = {name: volume_ml(counts[v], spacing) for v, name in CLASS_NAMES.items()}
     for region in ("WT", "TC"):
-        out[region] = volume_ml(sum(int(counts[v]) for v in REGIONS[region]), spacing)
+        out[region] = volume_ml(sum(counts[v] for v in REGIONS[region]), spacing)
     return out
 
 

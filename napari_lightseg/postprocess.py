@@ -65,8 +65,34 @@ def find_components(labels: np.ndarray, spacing: tuple[float, ...]) -> list[Dete
     if not labels.any():
         return []
     box = bounding_box(labels > 0, margin=1)
-    offset = np.array([s.start for s in box])
     ids, _ = ndimage.label(labels[box] > 0, structure=np.ones((3, 3, 3)))
+    return _detections(ids, np.array([s.start for s in box]), spacing)
+
+
+def clean_and_find(labels: np.ndarray, min_ml: float, spacing: tuple[float, ...]) -> tuple[np.ndarray, list[Detection]]:
+    """``remove_small_components(labels, min_ml, spacing, per_class=False)`` and ``find_components`` of the
+    result, from one labelling of the whole tumour (the engine's post-processing): the same labels and the
+    same detections, in the same order, as the two calls."""
+    out = np.array(labels, copy=True)
+    if not out.any():
+        return out, []
+    box = bounding_box(out > 0)
+    view = out[box]
+    ids, sizes = components(view > 0, FULL)
+    small = sizes < float(min_ml) / voxel_ml(spacing)
+    small[0] = False
+    if small.any():
+        gone = small[ids]
+        view[gone] = 0
+        ids[gone] = 0  # the survivors keep their ids, in the same scan order as a fresh labelling would give
+    return out, _detections(ids, np.array([s.start for s in box]), spacing)
+
+
+def _detections(ids: np.ndarray, offset: np.ndarray, spacing: tuple[float, ...]) -> list[Detection]:
+    """One detection per component id of ``ids`` (a labelled crop starting at ``offset``), largest first;
+    ids absent from ``ids`` are skipped."""
+    from scipy import ndimage
+
     found = []
     for index, sub in enumerate(ndimage.find_objects(ids), start=1):
         if sub is None:

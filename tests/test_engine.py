@@ -103,3 +103,57 @@ def test_torch_backend_matches_onnxruntime():
     torch_result = engine.run(study, get_card(card.name), "torch", threads=2)
     assert torch_result.backend == "torch"
     assert (torch_result.labels == ort_labels).mean() > 0.999
+
+
+def test_brain_region_is_computed_once_per_run(tiny_card, monkeypatch):
+    """The input checks compute the brain region once; preprocessing and the result check reuse that array."""
+    from napari_lightseg import preprocess
+    from napari_lightseg.preprocess import quality
+
+    calls = {"brain_mask": 0, "inspect_inputs": 0, "background_offset": 0}
+    seen: dict[str, object] = {}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    def prepare_spy(volume, mask=None, _prepare=engine.prepare):
+        seen["prepare"] = mask
+        return _prepare(volume, mask)
+
+    def check_result_spy(labels, study, sequences, brain=None, _check=quality.check_result):
+        seen["check_result"] = brain
+        return _check(labels, study, sequences, brain)
+
+    monkeypatch.setattr(preprocess, "brain_mask", counted("brain_mask", preprocess.brain_mask))
+    monkeypatch.setattr(quality, "inspect_inputs", counted("inspect_inputs", quality.inspect_inputs))
+    monkeypatch.setattr(quality, "background_offset", counted("background_offset", quality.background_offset))
+    monkeypatch.setattr(engine, "prepare", prepare_spy)
+    monkeypatch.setattr(quality, "check_result", check_result_spy)
+    study = blob_study()
+    result = engine.run(study, tiny_card)
+    assert calls == {"brain_mask": 0, "inspect_inputs": 1, "background_offset": len(tiny_card.sequences)}
+    brain = seen["prepare"]
+    assert isinstance(brain, np.ndarray) and seen["check_result"] is brain
+    assert np.array_equal(brain, preprocess.brain_mask([study.images[s] for s in tiny_card.sequences]))
+    assert result.labels.any()
+
+
+def test_clean_and_find_equals_removal_then_detection():
+    """The engine's one-labelling post-processing gives the labels and detections of the two separate calls."""
+    from napari_lightseg.metrics import class_volumes_ml
+    from napari_lightseg.postprocess import clean_and_find
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        shape = tuple(int(n) for n in rng.integers(3, 20, size=3))
+        labels = ((rng.random(shape) < rng.uniform(0.0, 0.3)) * rng.integers(1, 4, size=shape)).astype(np.uint8)
+        spacing = tuple(float(s) for s in rng.uniform(0.5, 2.0, size=3))
+        min_ml = float(rng.uniform(0.0, 0.02))
+        expected = remove_small_components(labels, min_ml, spacing, per_class=False)
+        cleaned, detections = clean_and_find(labels, min_ml, spacing)
+        assert cleaned.dtype == expected.dtype and np.array_equal(cleaned, expected)
+        assert detections == find_components(expected, spacing)
+        assert class_volumes_ml(cleaned, spacing) == class_volumes_ml(cleaned.astype(np.int16), spacing)

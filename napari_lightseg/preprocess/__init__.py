@@ -31,8 +31,9 @@ class Crop:
 def brain_mask(volume: np.ndarray | list[np.ndarray]) -> np.ndarray:
     """Voxels where any sequence is non-zero (BraTS data are skull-stripped)."""
     mask = np.zeros(volume[0].shape, dtype=bool)
+    nonzero = np.empty(volume[0].shape, dtype=bool)  # one scratch array, not one temporary per channel
     for channel in volume:
-        mask |= channel != 0
+        np.logical_or(mask, np.not_equal(channel, 0, out=nonzero), out=mask)
     return mask
 
 
@@ -66,14 +67,23 @@ def normalize(volume: np.ndarray | list[np.ndarray], mask: np.ndarray) -> np.nda
         if values.size == 0:
             continue
         mean, std = float(values.mean()), float(values.std())
-        out[c][mask] = np.clip((values - mean) / (std if std > 1e-6 else 1.0), -CLIP_Z, CLIP_Z)
+        scale = std if std > 1e-6 else 1.0
+        if values.dtype.kind != "f":  # integers: the arithmetic promotes to float64
+            out[c][mask] = np.clip((values - mean) / scale, -CLIP_Z, CLIP_Z)
+            continue
+        scaled = np.subtract(values, mean, out=values)  # floats: the same operations in place, no temporaries
+        scaled /= scale
+        out[c][mask] = np.clip(scaled, -CLIP_Z, CLIP_Z, out=scaled)
     return out
 
 
-def prepare(volume: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, Crop]:
+def prepare(volume: np.ndarray | list[np.ndarray], mask: np.ndarray | None = None) -> tuple[np.ndarray, Crop]:
     """Crop to the brain and normalize (C, Z, Y, X) data, an array or a list of volumes (no stacking
-    copy); returns (C, z, y, x) float32 with Y/X padded to PAD_MULTIPLE, and the crop."""
-    mask = brain_mask(volume)
+    copy); returns (C, z, y, x) float32 with Y/X padded to PAD_MULTIPLE, and the crop.
+
+    ``mask``: ``brain_mask(volume)`` when the caller already has it (the engine: from the input checks)."""
+    if mask is None:
+        mask = brain_mask(volume)
     crop = brain_crop(mask)
     cropped = normalize([channel[crop.slices] for channel in volume], mask[crop.slices])
     return pad_to_multiple(cropped), crop

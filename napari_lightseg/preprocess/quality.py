@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,6 +59,8 @@ def border_values(volume: np.ndarray) -> np.ndarray:
 def background_offset(volume: np.ndarray) -> float:
     """The background value of a volume: the faces' dominant value, else 0 (clean, skull-stripped data)."""
     border = border_values(volume)
+    if 2 * np.count_nonzero(border) < border.size:  # zeros are the strict majority, so the mode: no sort needed
+        return 0.0
     values, counts = np.unique(border, return_counts=True)
     best = int(counts.argmax())
     if counts[best] >= BACKGROUND_BORDER_FRACTION * border.size:
@@ -70,11 +73,27 @@ def _power_of_two_scale(peak: float) -> float:
     return float(2.0 ** (TARGET_EXPONENT - int(np.ceil(np.log2(peak)))))
 
 
+class CheckedInputs(NamedTuple):
+    """What ``inspect_inputs`` found: the (possibly fixed) study, the notes, and the brain region of the
+    sequences it checked (``preprocess.brain_mask`` of them), for the engine to reuse rather than recompute."""
+
+    study: Study
+    notes: list[str]
+    brain: np.ndarray
+
+
 def check_inputs(study: Study, sequences: Sequence[str]) -> tuple[Study, list[str]]:
     """Refuse unusable sequences, fix what can be fixed exactly, and describe the rest.
 
     Returns the study (the same object when nothing was changed) and the notes to report.
     """
+    checked = inspect_inputs(study, sequences)
+    return checked.study, checked.notes
+
+
+def inspect_inputs(study: Study, sequences: Sequence[str]) -> CheckedInputs:
+    """``check_inputs``, also returning the brain region (any checked sequence non-zero, after the fixes):
+    equal to ``preprocess.brain_mask`` of those sequences, so ``prepare`` and ``check_result`` can take it."""
     name = study.name or "study"
     used = [s for s in sequences if s in study.images]
     images = dict(study.images)
@@ -83,10 +102,10 @@ def check_inputs(study: Study, sequences: Sequence[str]) -> tuple[Study, list[st
     peaks: dict[str, float] = {}
     for seq in used:
         volume = images[seq]
-        finite = np.isfinite(volume)
-        if not finite.all():
-            raise StudyError(f"{_source(study, seq)}: {int(volume.size - np.count_nonzero(finite))} voxels are NaN or infinite")
         low, high = float(volume.min()), float(volume.max())
+        if not (np.isfinite(low) and np.isfinite(high)):  # min/max propagate NaN and reach +-inf: all finite otherwise
+            finite = np.isfinite(volume)
+            raise StudyError(f"{_source(study, seq)}: {int(volume.size - np.count_nonzero(finite))} voxels are NaN or infinite")
         if low == high:
             what = "blank (every voxel is 0)" if low == 0 else f"constant (every voxel is {low:g})"
             raise StudyError(f"{_source(study, seq)}: {_title(seq)} is {what}; no image to segment")
@@ -106,8 +125,14 @@ def check_inputs(study: Study, sequences: Sequence[str]) -> tuple[Study, list[st
     if peaks:
         notes.append(f"{_titles(peaks)}: intensities reach {max(peaks.values()):.3g}; rescaled by a power of two "
                      "(exact; z-scores do not change)")
-    nonzero = {seq: images[seq] != 0 for seq in used}
-    brain = np.logical_or.reduce(list(nonzero.values())) if used else np.zeros(study.shape, dtype=bool)
+    brain = np.zeros(images[used[0]].shape if used else study.shape, dtype=bool)
+    nonzero_voxels: dict[str, int] = {}
+    scratch = np.empty(brain.shape, dtype=bool)
+    for seq in used:  # preprocess.brain_mask, counting each sequence's non-zero voxels on the way
+        np.not_equal(images[seq], 0, out=scratch)
+        nonzero_voxels[seq] = int(np.count_nonzero(scratch))
+        np.logical_or(brain, scratch, out=brain)
+    del scratch
     brain_voxels = int(np.count_nonzero(brain))
     step = max(brain.size // (4 * _DISTINCT_SAMPLE), 1)
     sampled_brain = brain.ravel()[::step]
@@ -116,7 +141,7 @@ def check_inputs(study: Study, sequences: Sequence[str]) -> tuple[Study, list[st
         distinct = np.unique(sample).size if sample.size else 0
         if distinct <= 1:
             raise StudyError(f"{_source(study, seq)}: {_title(seq)} holds one value inside the brain region; no image to segment")
-        empty = 1.0 - np.count_nonzero(nonzero[seq]) / max(brain_voxels, 1)
+        empty = 1.0 - nonzero_voxels[seq] / max(brain_voxels, 1)
         if empty > MAX_EMPTY_FRACTION:
             notes.append(f"WARNING {_title(seq)} is 0 in {empty:.0%} of the brain region (the other sequences are not): "
                          "partial coverage or a wrong file? The result may be wrong")
@@ -133,8 +158,8 @@ def check_inputs(study: Study, sequences: Sequence[str]) -> tuple[Study, list[st
         notes.append(f"WARNING the non-zero region fills {fraction:.0%} of {name}'s volume: the models expect "
                      "skull-stripped images with a zero background. The result may be wrong")
     if all(images[s] is study.images[s] for s in used):
-        return study, notes
-    return dataclasses.replace(study, images=images), notes
+        return CheckedInputs(study, notes, brain)
+    return CheckedInputs(dataclasses.replace(study, images=images), notes, brain)
 
 
 def _identical(first: np.ndarray, second: np.ndarray) -> bool:
@@ -146,12 +171,15 @@ def _identical(first: np.ndarray, second: np.ndarray) -> bool:
     return bool(np.array_equal(first, second))
 
 
-def check_result(labels: np.ndarray, study: Study, sequences: Sequence[str]) -> list[str]:
-    """Warning notes about an implausible result (a tumour filling much of the brain)."""
-    used = [s for s in sequences if s in study.images]
-    brain = np.zeros(study.shape, dtype=bool)
-    for seq in used:
-        brain |= study.images[seq] != 0
+def check_result(labels: np.ndarray, study: Study, sequences: Sequence[str], brain: np.ndarray | None = None) -> list[str]:
+    """Warning notes about an implausible result (a tumour filling much of the brain).
+
+    ``brain``: the brain region of ``sequences`` when the caller has it (``inspect_inputs``), else computed."""
+    if brain is None:
+        used = [s for s in sequences if s in study.images]
+        brain = np.zeros(study.shape, dtype=bool)
+        for seq in used:
+            brain |= study.images[seq] != 0
     brain_voxels = int(np.count_nonzero(brain))
     tumour_voxels = int(np.count_nonzero(labels))
     if brain_voxels and tumour_voxels > MAX_TUMOUR_FRACTION * brain_voxels:

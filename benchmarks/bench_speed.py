@@ -196,6 +196,32 @@ def spinning(repeats: int) -> dict[str, dict[str, float]]:
     return out
 
 
+GUI_MODELS = (MODEL, "mnv3-lraspp-v2-int8")
+
+
+def opened_study_runs(repeats: int) -> dict[str, dict[str, float]]:
+    """What the segment widget's Run costs on a study already open in napari: ``engine.run`` in-process on a
+    loaded study with the session already made (the widget keeps it), each model with its card's flips (median)."""
+    from napari_lightseg import engine
+    from napari_lightseg.io import load_study
+    from napari_lightseg.models import get_card
+
+    study = load_study(DATA / "brats18" / CASES[0], with_labels=False)
+    out = {}
+    for name in GUI_MODELS:
+        card = get_card(name)
+        engine.run(study, card, None, threads=2)  # the first Run makes the session
+        times = []
+        for _ in range(repeats):
+            t, c = time.perf_counter(), time.process_time()
+            engine.run(study, card, None, threads=2)
+            times.append((time.perf_counter() - t, time.process_time() - c))
+        flips = "+".join(card.test_time_flips) or "none"
+        out[f"{name} (flips: {flips})"] = {"wall_s": statistics.median(w for w, _ in times),
+                                           "cpu_s": statistics.median(c for _, c in times)}
+    return out
+
+
 def whole_process(repeats: int, trees: dict[str, Path]) -> list[dict]:
     """``lightseg segment`` per tree and case, interleaved; medians and the masks' sha256."""
     rows = []
@@ -262,6 +288,12 @@ def markdown(res: dict) -> str:
               "| stage | wall s | CPU s |", "|---|---:|---:|"]
     lines += [f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} |" for k, v in st.items()]
     lines.append(f"| **sum** | {sum(v['wall_s'] for v in st.values()):.3f} | {sum(v['cpu_s'] for v in st.values()):.3f} |")
+    if "opened" in res:
+        lines += ["", f"## Run on a study already open (the segment widget's Run; {CASES[0]}; in-process, median)", "",
+                  "`engine.run` on a loaded study with the model's session already made: input checks, preprocessing, "
+                  "inference, post-processing; no reading, no imports, no writing.", "",
+                  "| model | wall s | CPU s |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} |" for k, v in res["opened"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -289,6 +321,7 @@ def main() -> None:
         res["spinning"] = spinning(args.repeats)
         res["whole"] = whole_process(args.repeats, trees)
         res["stages"] = stage_costs(args.repeats, ROOT)
+        res["opened"] = opened_study_runs(args.repeats)
     res["load_end"] = os.getloadavg()[0]
     (HERE / "results_speed.json").write_text(json.dumps(res, indent=1) + "\n")
     (HERE / "RESULTS_speed.md").write_text(markdown(res))

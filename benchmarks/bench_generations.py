@@ -52,7 +52,8 @@ def measure(card, cases: dict, flips: list[str] | None, threads: int) -> dict[st
         result = engine.run(study, card, None, threads=threads, flips=flips)
         scores = region_scores(result.labels, reference, study.geometry.spacing)
         rows[name] = {**{k: round(float(scores[k]), 4) for k in KEYS},
-                      "seconds": round(result.timings_s["total"], 3), "inference_s": round(result.timings_s["inference"], 3)}
+                      "seconds": round(result.report.timings_s["total"], 3),
+                      "inference_s": round(result.report.timings_s["inference"], 3)}
     return rows
 
 

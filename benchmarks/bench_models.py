@@ -30,7 +30,7 @@ DEFAULT_CASE = DATA / "brats18" / "Brats18_TCIA02_606_1"
 
 def best_inference(study, card, backend: str, threads: int, repeats: int) -> float:
     engine.run(study, card, backend, threads=threads)  # warm-up: session creation, caches
-    return min(engine.run(study, card, backend, threads=threads).timings_s["inference"] for _ in range(repeats))
+    return min(engine.run(study, card, backend, threads=threads).report.timings_s["inference"] for _ in range(repeats))
 
 
 def cli_seconds(case: Path, model: str, threads: int) -> float:

@@ -59,7 +59,7 @@ from napari_lightseg.preprocess import prepare, quality, uncrop
 mark("import the engine (scipy.ndimage, ONNX Runtime)")
 case, out = sys.argv[1], sys.argv[2]
 card = get_card(sys.argv[3])
-study = clinical.load_study(case, with_labels=False, align=True)
+study = clinical.load_nifti_study(case, with_labels=False)
 mark("read 4 NIfTI (parallel inflate)")
 clinical.needs_brain_extraction(study)
 mark("skull-stripped? (brain-extraction decision)")

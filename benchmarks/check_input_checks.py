@@ -95,7 +95,7 @@ def main() -> None:
                   f"- clean: prepare bit-identical: {_digest(before) == _digest(after)} ({_digest(before)}); "
                   f"same arrays handed on: {checked is study}; notes: {notes or 'none'}; "
                   f"mask identical to a run without checks: {np.array_equal(clean.labels, baseline)}; "
-                  f"WT {clean.volumes_ml['WT']:.1f} mL; check time {check_s:.3f} s", "",
+                  f"WT {clean.report.volumes_ml['WT']:.1f} mL; check time {check_s:.3f} s", "",
                   "| variant | outcome | voxels differing from clean | WT Dice vs clean | WT mL | notes |",
                   "|---|---|---:|---:|---:|---|"]
         for name, change in VARIANTS.items():
@@ -110,7 +110,7 @@ def main() -> None:
                 continue
             differing = int(np.count_nonzero(result.labels != clean.labels))
             lines.append(f"| {name} | mask | {differing:,} | {_dice(result.labels, clean.labels):.4f} | "
-                         f"{result.volumes_ml['WT']:.1f} | {'; '.join(result.notes) or 'none'} |")
+                         f"{result.report.volumes_ml['WT']:.1f} | {'; '.join(result.report.notes) or 'none'} |")
         lines.append("")
     lines += ["## Every real case: notes from the input checks and from the result check on the ground truth", "",
               "| case | notes |", "|---|---|"]

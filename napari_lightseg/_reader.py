@@ -21,9 +21,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .clinical import DEFAULT_REFERENCE, dicom_folder
+from .clinical import DEFAULT_REFERENCE, dicom_folder, load_nifti_study
 from .clinical_view import nifti_series_table
-from .io import CONVENTIONS, StudyError, discover, is_nifti, load_study, role_of, to_internal
+from .io import CONVENTIONS, StudyError, discover, is_nifti, role_of, to_internal
 from .io.labels import LabelError, read_label_sidecar
 from .io.naming import SEGMENTATION, case_name, strip_nifti_suffix
 from .io.nifti import Geometry, load_nifti
@@ -97,7 +97,7 @@ def read_study(path: str | list[str]) -> list[LayerData]:
             if role_of(single) in (SEGMENTATION, None):
                 return [_plain_image(single, data, Geometry.from_image(img))]
     files = discover(list(paths) if len(paths) > 1 else paths[0])
-    study = load_study(files, align=True, register=False)  # sequences on other grids: the scanner's coordinates
+    study = load_nifti_study(files, register=False)  # sequences on other grids: the scanner's coordinates
     if study.alignment:  # NIfTI on different grids: the segment widget's Run registers them (clinical path)
         inputs = [str(p) for p in files.sequences.values()]
         return clinical_study_layers(study, inputs, nifti_series_table(study))

@@ -127,12 +127,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         clinical.save_mask(plan, args.out, result.labels, study, grid=args.grid, convention=convention,
                            model_name=card.name)
-        result.timings_s["write"] = time.perf_counter() - t  # the mask (and sidecar), not yet renamed into place
+        result.report.timings_s["write"] = time.perf_counter() - t  # the mask (and sidecar), not yet renamed into place
         if args.report:
-            report = result.run_report().as_dict()  # types.RunReport: the one shape of a run
+            report = result.report.as_dict()  # types.RunReport: the one shape of a run
             plan.write(args.report, lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
         plan.commit()
-    for note in result.notes:
+    for note in result.report.notes:
         print(f"lightseg: note: {note}", file=sys.stderr)
     print(f"{args.out}: {result.summary_line()}")
     return 0

@@ -1,7 +1,7 @@
 """The clinical path: whatever a radiologist has -> one study on the reference grid -> results in every native grid.
 
 Input is a DICOM study folder (series found and identified from headers, ``io.dicom``) or NIfTI files
-on any grids (``io.load_study``). Sequences on other grids are rigidly registered to the reference
+on any grids (``load_nifti_study``). Sequences on other grids are rigidly registered to the reference
 sequence (default T1ce) and resampled onto its grid (``preprocess.registration``); a full-head study
 is brain-extracted on that grid (``preprocess.brain_extraction``; skull-stripped input is detected and
 left alone). Stage seconds land in ``Study.timings_s`` and become columns of the run report.
@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from .io import StudyError, from_internal, load_study
-from .io.labels import label_sidecar, sidecar_path
-from .io.nifti import save_nifti_like
+from .io.grids import same_physical_grid
+from .io.labels import LabelError, label_sidecar, sidecar_path, to_internal
+from .io.naming import StudyFiles, discover
+from .io.nifti import Geometry, load_nifti, save_nifti_like
 from .io.outputs import OutputPlan, source_file
-from .io.study import Study
+from .io.study import Study, grid_sequence, load_labels, off_grid, one_grid_study, read_sequences
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 
 BRAIN_MODES = ("auto", "force", "skip")
@@ -79,11 +81,70 @@ def open_study(inputs: Sequence[str | Path] | str | Path, *, sequences: Mapping[
     else:
         if sequences:
             raise StudyError(f"{items[0]}: --sequence chooses among DICOM series; name NIfTI files by sequence instead")
-        study = load_study(items[0] if len(items) == 1 else items, with_labels=with_labels, align=True,
-                           reference=reference, register=register, progress=_scaled(progress, 0.0, 0.6), cancel=cancel)
+        study = load_nifti_study(items[0] if len(items) == 1 else items, with_labels=with_labels, reference=reference,
+                                 register=register, progress=_scaled(progress, 0.0, 0.6), cancel=cancel)
     check_cancel(cancel)
     strip_skull(study, brain, progress=_scaled(progress, 0.6, 1.0), cancel=cancel)
     return study
+
+
+def load_nifti_study(paths: str | Path | list[str | Path] | StudyFiles, *, with_labels: bool = True,
+                     reference: str | None = None, register: bool | None = None, progress: ProgressCallback | None = None,
+                     cancel: CancelCallback | None = None) -> Study:
+    """NIfTI sequences on any grids as one study; ``io.load_study`` when they share one.
+
+    Sequences on other grids are registered to the ``reference`` sequence (default T1ce) and resampled
+    onto its grid (``preprocess.registration.align_study``), through the same path as DICOM series.
+    Without registration the study's grid is the first sequence's (FLAIR's) unless ``reference`` names another.
+    """
+    started = time.perf_counter()
+    files = paths if isinstance(paths, StudyFiles) else discover(paths)
+    if files.multichannel is not None:  # one 4D file: one grid
+        return load_study(files, with_labels, reference=reference)
+    data, grids = read_sequences(files)
+    chosen = grid_sequence(files, reference)
+    if not off_grid(grids, chosen):
+        study = one_grid_study(files, data, grids, chosen, named=bool(reference))
+        if with_labels and files.segmentation is not None:
+            study.labels, study.convention, _ = load_labels(files.segmentation, study.geometry)
+    else:
+        study = _aligned_study(files, data, grids, reference or DEFAULT_REFERENCE, register, progress, cancel)
+        if with_labels and files.segmentation is not None:
+            study.labels, study.convention = _aligned_labels(files.segmentation, study)
+    study.timings_s["read"] = time.perf_counter() - started - sum(study.timings_s.values())
+    return study
+
+
+def _aligned_study(files: StudyFiles, data: dict[str, np.ndarray], grids: dict[str, Geometry], reference: str,
+                   register: bool | None, progress: ProgressCallback | None, cancel: CancelCallback | None) -> Study:
+    """NIfTI sequences on different grids through the same path as DICOM series: ``align_study``."""
+    from .io.grids import sitk_from_array
+    from .io.series import SeriesVolume
+    from .preprocess.registration import align_study
+
+    volumes = {}
+    for seq, path in files.sequences.items():
+        image = sitk_from_array(data[seq], grids[seq])
+        volumes[seq] = SeriesVolume(image, str(path), description=Path(path).name, sequence=seq)
+    study = align_study(volumes, reference, register=register, geometries=grids, name=files.name,
+                        progress=progress, cancel=cancel)
+    study.files = files
+    return study
+
+
+def _aligned_labels(path: Path, study: Study) -> tuple[np.ndarray, str | None]:
+    """Ground truth of an aligned study: it may lie on any sequence's grid (nearest neighbour onto the study's)."""
+    from .preprocess.registration import labels_onto_study
+
+    data, img = load_nifti(path)
+    own = Geometry.from_image(img)
+    try:
+        classes, convention = to_internal(data, source=str(path))
+    except LabelError as exc:
+        raise StudyError(str(exc)) from None
+    if same_physical_grid(own, study.geometry):
+        return own.to_display(classes), convention
+    return labels_onto_study(classes, own, study), convention
 
 
 def strip_skull(study: Study, mode: str = "auto", *, progress: ProgressCallback | None = None,
@@ -204,7 +265,8 @@ def _native_nifti(labels: np.ndarray, study: Study, sequence: str, convention: s
     record = study.alignment.get(sequence)
     if record is None:  # the study's own grid (NIfTI on one grid): no SimpleITK needed
         return study.geometry, study.geometry.to_disk(from_internal(labels, convention))
-    from .preprocess.registration import array_in_geometry, labels_to_native, same_physical_grid
+    from .io.grids import array_in_geometry
+    from .preprocess.registration import labels_to_native
 
     native = record.geometry
     if same_physical_grid(native, study.geometry):

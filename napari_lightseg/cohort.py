@@ -265,9 +265,9 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
         # an output folder inside the cohort must never replace a case's own files (e.g. its ground truth)
         save_labels(seg, result.labels, result.geometry, labels or result.study_convention or "brats2021",
                     overwrite=True, inputs=case.paths)
-        run_report = result.run_report()
+        run_report = result.report
         run_report.timings_s.update(read=read_s, write=time.perf_counter() - t)  # the whole load, and the mask
-        run_report.notes = [n for n in (notes, *result.notes) if n]
+        run_report.notes = [n for n in (notes, *run_report.notes) if n]
         row.update({**run_report.row(), "case": case.name}, status=STATUS_OK, seg_path=str(seg), report_path=str(report_path))
         report = run_report.as_dict()
     except Exception as exc:  # any failure of this case becomes its row; the cohort goes on

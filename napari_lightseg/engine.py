@@ -11,9 +11,8 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,48 +34,24 @@ DEFAULT_BATCH = 16
 
 @dataclass
 class Result:
-    """A finished run: the labels on their grid and everything measured on the way (``run_report()``)."""
+    """A finished run: the labels on their grid, the study's label convention (to save in it), and the run's
+    ``report`` (model, backend, timings, volumes, detections, notes, energy): the one record of what was measured."""
 
     labels: np.ndarray  # internal classes, display orientation
     geometry: Geometry
-    model: str
-    backend: str
-    provider: str
-    timings_s: dict[str, float]
-    volumes_ml: dict[str, float]
-    detections: list[Detection] = field(default_factory=list)
-    peak_memory_mb: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    study_name: str = ""
+    report: RunReport
     study_convention: str | None = None
-    slices: int = 0
-    cpu_s: float = 0.0  # process CPU seconds of the run (all threads)
-    energy_j: float = 0.0
-    energy_method: str = ""  # measured (RAPL) or an estimate: see napari_lightseg.energy
-
-    @property
-    def ms_per_slice(self) -> float:
-        return 1000.0 * self.timings_s.get("inference", 0.0) / max(self.slices, 1)
 
     @property
     def segmentation(self) -> Segmentation:
         """The labels with their grid, label convention and model: what a writer needs."""
-        return Segmentation(self.labels, self.geometry, self.study_convention, self.model)
-
-    def run_report(self) -> RunReport:
-        """The run in the project's one report shape (CLI ``--report``, runs table, cohort row)."""
-        return RunReport(self.study_name, self.model, self.backend, self.provider, dict(self.timings_s),
-                         dict(self.volumes_ml), self.slices, list(self.detections), self.peak_memory_mb,
-                         list(self.notes), self.cpu_s, self.energy_j, self.energy_method)
-
-    def report(self) -> dict[str, Any]:
-        """JSON-ready summary (the CLI's ``--report``): ``run_report().as_dict()``."""
-        return self.run_report().as_dict()
+        return Segmentation(self.labels, self.geometry, self.study_convention, self.report.model)
 
     def summary_line(self) -> str:
-        t = self.timings_s
-        return (f"{self.model} on {self.backend}/{self.provider}: total {t['total']:.2f} s "
-                f"(inference {t['inference']:.2f} s), WT {self.volumes_ml['WT']:.1f} mL")
+        """One line for a status bar or the terminal: model, backend, seconds, whole-tumour volume."""
+        r = self.report
+        return (f"{r.model} on {r.backend}/{r.provider}: total {r.timings_s['total']:.2f} s "
+                f"(inference {r.timings_s['inference']:.2f} s), WT {r.volumes_ml['WT']:.1f} mL")
 
 
 def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: int | None = None,
@@ -129,9 +104,9 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
     timings["total"] = time.perf_counter() - started + load_seconds
     report(progress, 1.0, "done")
     usage = meter.stop()
-    return Result(labels, study.geometry, card.name, actual_backend, actual_provider, timings, volumes,
-                  detections, _peak_rss_mb(), notes, study.name, study.convention, slices,
-                  cpu_s=usage.cpu_s, energy_j=usage.energy_j, energy_method=usage.method)
+    run_report = RunReport(study.name, card.name, actual_backend, actual_provider, timings, volumes, slices, detections,
+                           _peak_rss_mb(), notes, cpu_s=usage.cpu_s, energy_j=usage.energy_j, energy_method=usage.method)
+    return Result(labels, study.geometry, run_report, study.convention)
 
 
 def segment_paths(paths: str | Path | list[str | Path], card: ModelCard, backend: str | None = None, **kwargs) -> Result:

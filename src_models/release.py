@@ -65,7 +65,7 @@ def evaluate(card: ModelCard, studies: list, flips: list[str] | None = None) -> 
         result = engine.run(study, card, "onnxruntime", threads=2, flips=flips)
         preds.append(result.labels)
         rows.append({**region_scores(result.labels, study.labels, study.geometry.spacing),
-                     "seconds": result.timings_s["total"], "case": study.name})
+                     "seconds": result.report.timings_s["total"], "case": study.name})
     summary = {}
     for key in rows[0]:
         if key == "case":

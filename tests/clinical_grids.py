@@ -16,8 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from napari_lightseg.io import Geometry, load_nifti
+from napari_lightseg.io.grids import sitk_from_array
 from napari_lightseg.io.series import SeriesVolume
-from napari_lightseg.preprocess.registration import sitk_from_array
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,7 @@ def _clean_labels(card) -> np.ndarray:
     from napari_lightseg import engine
 
     result = engine.run(blob_study(), card)
-    assert result.notes == [] and (result.labels > 0).sum() > 50
+    assert result.report.notes == [] and (result.labels > 0).sum() > 50
     return result.labels
 
 
@@ -273,7 +273,7 @@ def test_fixable_inputs_give_the_clean_mask_with_a_note(tiny_card, change, note:
 
     result = engine.run(_variant(change), tiny_card)
     assert np.array_equal(result.labels, _clean_labels(tiny_card))
-    assert any(note in n for n in result.notes), result.notes
+    assert any(note in n for n in result.report.notes), result.report.notes
 
 
 @pytest.mark.parametrize("change, warning", [
@@ -285,7 +285,7 @@ def test_suspicious_inputs_get_a_warning(tiny_card, change, warning: str) -> Non
     from napari_lightseg import engine
 
     result = engine.run(_variant(change), tiny_card)
-    assert any(n.startswith("WARNING") and warning in n for n in result.notes), result.notes
+    assert any(n.startswith("WARNING") and warning in n for n in result.report.notes), result.report.notes
 
 
 def test_identical_sequences_get_a_warning(tiny_card) -> None:
@@ -297,7 +297,7 @@ def test_identical_sequences_get_a_warning(tiny_card) -> None:
 
     study = blob_study()
     study = dataclasses.replace(study, images={**study.images, "flair": study.images["t2"]})
-    notes = engine.run(study, tiny_card).notes
+    notes = engine.run(study, tiny_card).report.notes
     assert any("FLAIR and T2 are identical" in n for n in notes), notes
 
 
@@ -345,7 +345,7 @@ def test_real_case_corpus(data_root: Path, tmp_path: Path) -> None:
     assert np.array_equal(prepare([v for v in quality.check_inputs(shifted, SEQUENCES)[0].images.values()])[0],
                           prepare(list(study.images.values()))[0])
     result = engine.run(shifted, card)
-    assert np.array_equal(result.labels, clean.labels) and result.notes
+    assert np.array_equal(result.labels, clean.labels) and result.report.notes
     with pytest.raises(StudyError) as error:
         load_study(blank_flair(case, tmp_path / "blank"))  # loads fine ...
         engine.run(load_study(tmp_path / "blank"), card)    # ... and is refused before inference

@@ -180,7 +180,7 @@ def test_dicom_studies_are_cases(tmp_path, card):
     from dicom_factory import SEQUENCE_HEADERS, write_dicom_series
     from pydicom.uid import generate_uid
 
-    from napari_lightseg.preprocess.registration import sitk_from_array
+    from napari_lightseg.io.grids import sitk_from_array
 
     root = tmp_path / "mixed"
     write_case(root, "nifti0")

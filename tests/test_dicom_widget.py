@@ -28,9 +28,9 @@ from napari_lightseg.clinical_view import (
 from napari_lightseg.io import StudyError
 from napari_lightseg.io.dicom import find_dicom_series, read_series
 from napari_lightseg.io.dicom_seg import read_dicom_seg
+from napari_lightseg.io.grids import sitk_from_array
 from napari_lightseg.io.labels import read_label_sidecar
 from napari_lightseg.layers import METADATA_KEY
-from napari_lightseg.preprocess.registration import sitk_from_array
 
 # each sequence on its own grid (the reference T1ce keeps the study's 1 mm grid)
 GRIDS = {

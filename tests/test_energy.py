@@ -65,9 +65,10 @@ def test_unreadable_rapl_falls_back_to_the_estimate(tmp_path):
 
 def test_engine_result_and_report_carry_energy(tmp_path):
     result = engine.run(blob_study(), tiny_onnx_card(tmp_path), threads=1)
-    assert result.cpu_s > 0 and result.energy_j > 0 and result.energy_method
-    report = result.report()
-    assert report["cpu_s"] == pytest.approx(result.cpu_s, abs=1e-3)
-    assert report["energy_j"] == pytest.approx(result.energy_j, abs=1e-2)
-    assert report["energy_wh"] == pytest.approx(result.energy_j / 3600, abs=1e-5)
-    assert report["energy_method"] == result.energy_method
+    run = result.report
+    assert run.cpu_s > 0 and run.energy_j > 0 and run.energy_method
+    report = run.as_dict()
+    assert report["cpu_s"] == pytest.approx(run.cpu_s, abs=1e-3)
+    assert report["energy_j"] == pytest.approx(run.energy_j, abs=1e-2)
+    assert report["energy_wh"] == pytest.approx(run.energy_j / 3600, abs=1e-5)
+    assert report["energy_method"] == run.energy_method

@@ -26,10 +26,10 @@ def test_engine_runs_tiny_model(tiny_card):
     assert result.labels.shape == study.shape and result.labels.dtype == np.uint8
     assert set(np.unique(result.labels)) <= {0, 1, 2, 3}
     assert result.labels[study.labels == 2].mean() > 0  # the bright FLAIR blob is found
-    assert result.backend == "onnxruntime" and result.provider == "CPUExecutionProvider"
-    assert set(result.timings_s) == {"load", "preprocess", "inference", "postprocess", "total"}
-    assert set(result.volumes_ml) == {"NCR", "ED", "ET", "WT", "TC"}
-    assert result.detections and result.detections[0].volume_ml > 0
+    assert result.report.backend == "onnxruntime" and result.report.provider == "CPUExecutionProvider"
+    assert set(result.report.timings_s) == {"load", "preprocess", "inference", "postprocess", "total"}
+    assert set(result.report.volumes_ml) == {"NCR", "ED", "ET", "WT", "TC"}
+    assert result.report.detections and result.report.detections[0].volume_ml > 0
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
 
 
@@ -41,8 +41,8 @@ def test_outside_brain_is_background(tiny_card):
 
 def test_unavailable_provider_falls_back_to_cpu(tiny_card):
     result = engine.run(blob_study(), tiny_card, "onnxruntime:NoSuchExecutionProvider")
-    assert result.provider == "CPUExecutionProvider"
-    assert any("fell back" in note for note in result.notes)
+    assert result.report.provider == "CPUExecutionProvider"
+    assert any("fell back" in note for note in result.report.notes)
 
 
 def test_cancel_stops_the_run(tiny_card):
@@ -85,7 +85,7 @@ def test_shipped_model_on_sample(card):
     study = make_sample_study(0)
     result = engine.run(study, card, threads=2)
     assert result.labels.shape == study.shape
-    assert result.volumes_ml["WT"] > 0.0
+    assert result.report.volumes_ml["WT"] > 0.0
 
 
 def test_torch_backend_matches_onnxruntime():
@@ -101,7 +101,7 @@ def test_torch_backend_matches_onnxruntime():
     study = make_sample_study(0)
     ort_labels = engine.run(study, card, "onnxruntime", threads=2).labels
     torch_result = engine.run(study, get_card(card.name), "torch", threads=2)
-    assert torch_result.backend == "torch"
+    assert torch_result.report.backend == "torch"
     assert (torch_result.labels == ort_labels).mean() > 0.999
 
 

@@ -1,4 +1,4 @@
-"""Co-registration, resampling and world-space grids (preprocess.registration, load_study alignment)."""
+"""Co-registration, resampling and world-space grids (preprocess.registration, io.grids, load_nifti_study)."""
 from __future__ import annotations
 
 import json
@@ -21,24 +21,21 @@ from clinical_grids import (
     target_registration_error,
 )
 
-from napari_lightseg.clinical import save_mask_file
+from napari_lightseg.clinical import load_nifti_study, save_mask_file
 from napari_lightseg.io import SEQUENCES, Geometry, StudyError, load_study
-from napari_lightseg.io.labels import read_label_sidecar
-from napari_lightseg.io.naming import discover
-from napari_lightseg.io.series import SeriesVolume
-from napari_lightseg.metrics import dice
-from napari_lightseg.preprocess.registration import (
-    align_study,
+from napari_lightseg.io.grids import (
     array_in_geometry,
     describe_grid_difference,
     geometry_from_sitk,
     grid_difference,
-    labels_onto_study,
-    labels_to_native,
-    register_rigid,
     same_physical_grid,
     sitk_from_array,
 )
+from napari_lightseg.io.labels import read_label_sidecar
+from napari_lightseg.io.naming import discover
+from napari_lightseg.io.series import SeriesVolume
+from napari_lightseg.metrics import dice
+from napari_lightseg.preprocess.registration import align_study, labels_onto_study, labels_to_native, register_rigid
 from napari_lightseg.progress import Cancelled
 
 SHAPE = (9, 8, 7)
@@ -115,7 +112,7 @@ def test_geometry_from_sitk_matches_nibabel() -> None:
     assert np.array_equal(made.to_display(array_in_geometry(image)), geometry.to_display(data))
 
 
-# ------------------------------------------------------------------ load_study on mixed grids
+# ------------------------------------------------------------------ load_study / load_nifti_study on mixed grids
 def _write_study(folder: Path, images: dict[str, tuple[np.ndarray, np.ndarray]], suffix: str = ".nii") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for seq, (data, affine) in images.items():
@@ -162,7 +159,7 @@ def _blob_sitk(spacing=(1.0, 1.0, 1.0), size=(48, 52, 40)) -> sitk.Image:
     return sitk.SmoothingRecursiveGaussian(image, 1.0)
 
 
-def test_mixed_grid_nifti_folder_opens_through_load_study(tmp_path: Path) -> None:
+def test_mixed_grid_nifti_folder_opens_through_load_nifti_study(tmp_path: Path) -> None:
     """Sequences on their own grids (thick slices, tilted, moved) as NIfTI files: aligned onto T1ce's grid."""
     base = _blob_sitk()
     grids = {"flair": ClinicalGrid(spacing=(1.0, 1.0, 3.0)), "t1": ClinicalGrid(tilt_deg=(0, 0, 3.0), shift_mm=(4, 0, 0)),
@@ -172,7 +169,7 @@ def test_mixed_grid_nifti_folder_opens_through_load_study(tmp_path: Path) -> Non
         sitk.WriteImage(perturb(base, grid, motion if seq == "t2" else None), str(tmp_path / f"c_{seq}.nii"))
     with pytest.raises(StudyError, match="registration is off"):
         load_study(tmp_path)
-    study = load_study(tmp_path, align=True)
+    study = load_nifti_study(tmp_path)
     assert study.reference == "t1ce" and set(study.alignment) == set(SEQUENCES)
     t1ce = Geometry.from_image(nib.load(tmp_path / "c_t1ce.nii"))
     assert study.geometry.same_grid(t1ce) and study.shape == t1ce.display_shape
@@ -196,7 +193,7 @@ def test_save_labels_native_keeps_each_source_grid(tmp_path: Path) -> None:
              "t2": ClinicalGrid(tilt_deg=(0, 0, 3.0))}
     for seq, grid in grids.items():
         sitk.WriteImage(perturb(base, grid), str(tmp_path / f"c_{seq}.nii"))
-    study = load_study(tmp_path, align=True, register=False)
+    study = load_nifti_study(tmp_path, register=False)
     assert not any(r.registered for r in study.alignment.values())  # register=False: the scanner's coordinates only
     labels = np.where(study.images["t1ce"] > 150, 3, np.where(study.images["t1ce"] > 50, 2, 0)).astype(np.uint8)
     out = tmp_path / "out"

@@ -106,14 +106,15 @@ def test_run_report_row_is_the_csv_columns() -> None:
 
 
 def test_engine_result_report_is_the_run_report() -> None:
+    """A result holds its run report (one source of truth), never copies of the report's fields."""
     study = blob_study()
     fields = {f.name for f in dataclasses.fields(engine.Result)}
-    assert "report" not in fields
-    result = engine.Result(study.labels, study.geometry, "m", "numpy", "cpu", {"total": 1.0, "inference": 0.5},
-                           {"NCR": 0.0, "ED": 1.0, "ET": 0.0, "WT": 1.0, "TC": 0.0}, study_name="blob",
-                           study_convention="brats2023", slices=10, energy_j=5.0, energy_method="x")
-    assert result.report() == result.run_report().as_dict()
-    assert tuple(result.run_report().row()) == RunReport.COLUMNS
+    assert fields & {f.name for f in dataclasses.fields(RunReport)} == set()
+    report = RunReport("blob", "m", "numpy", "cpu", {"total": 1.0, "inference": 0.5},
+                       {"NCR": 0.0, "ED": 1.0, "ET": 0.0, "WT": 1.0, "TC": 0.0}, slices=10, energy_j=5.0, energy_method="x")
+    result = engine.Result(study.labels, study.geometry, report, study_convention="brats2023")
+    assert result.report is report and tuple(result.report.row()) == RunReport.COLUMNS
+    assert result.summary_line() == "m on numpy/cpu: total 1.00 s (inference 0.50 s), WT 1.0 mL"
     segmentation = result.segmentation
     assert isinstance(segmentation, Segmentation) and segmentation.convention == "brats2023" and segmentation.model == "m"
     with pytest.raises(ValueError, match="grid"):

@@ -150,10 +150,11 @@ class CompareWidget(QWidget):
     def _on_result(self, result: engine.Result) -> None:
         name = self._names.pop(0)
         self.job_list.takeItem(0)  # done: a later "Run all" does not run it again
-        data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=result.study_name,
+        run = result.report
+        data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=run.case,
                                        convention=result.study_convention,
-                                       extra={"model": result.model, "backend": f"{result.backend}:{result.provider}"})
-        self.run_times[name] = round(result.timings_s["total"], 3)
+                                       extra={"model": run.model, "backend": f"{run.backend}:{run.provider}"})
+        self.run_times[name] = round(run.timings_s["total"], 3)
         add_or_replace(self.viewer, data, kwargs, "labels")
         focus_result(self.viewer, name)
         self.status.setText(result.summary_line())

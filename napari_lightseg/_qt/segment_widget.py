@@ -190,24 +190,25 @@ class SegmentWidget(QWidget):
         self._on_result(result)
 
     def _on_result(self, result: engine.Result):
-        name = f"{result.model}"
-        data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=result.study_name,
-                                       convention=result.study_convention, extra={"model": result.model})
+        run = result.report
+        name = f"{run.model}"
+        data, kwargs, _ = labels_layer(result.labels, result.geometry, name, study=run.case,
+                                       convention=result.study_convention, extra={"model": run.model})
         add_or_replace(self.viewer, data, kwargs, "labels")
-        for bdata, bkwargs, kind in boxes_layers([d.box for d in result.detections], result.geometry, f"{name} boxes") \
-                if result.detections else []:
+        for bdata, bkwargs, kind in boxes_layers([d.box for d in run.detections], result.geometry, f"{name} boxes") \
+                if run.detections else []:
             bkwargs["visible"] = False  # off by default: the picker's "Boxes in 2D" shows them
             add_or_replace(self.viewer, bdata, bkwargs, kind)
         focus_result(self.viewer, name, boxes_2d=self.results.boxes.isChecked())
-        center = int(round(result.detections[0].centroid[0])) if result.detections else tumour_center_slice(result.labels)
+        center = int(round(run.detections[0].centroid[0])) if run.detections else tumour_center_slice(result.labels)
         if center is not None:
             self.viewer.dims.set_current_step(0, center)  # the largest lesion's centre
         self.results.refresh()
         if self.viewer.dims.ndisplay == 3:
             show_3d(self.viewer, boxes=self.results.boxes.isChecked())
-        self.runs.append(result.run_report().row())
+        self.runs.append(run.row())
         self._refresh_table()
-        notes = ("  " + "; ".join(result.notes)) if result.notes else ""
+        notes = ("  " + "; ".join(run.notes)) if run.notes else ""
         self.status.setText(result.summary_line() + notes)
 
     def set_3d(self, on: bool) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .grids import describe_grid_difference, same_physical_grid
 from .labels import LabelError, to_internal
 from .naming import SEQUENCES, StudyError, StudyFiles, discover
 from .nifti import Geometry, load_nifti
@@ -16,7 +17,6 @@ from .nifti import Geometry, load_nifti
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-    from ..progress import CancelCallback, ProgressCallback
     from .series import SeriesVolume
 
 
@@ -71,11 +71,8 @@ def load_labels(path: str | Path, geometry: Geometry | None = None) -> tuple[np.
     A file on the same physical grid in another voxel order is reoriented exactly."""
     data, img = load_nifti(path)
     own = Geometry.from_image(img)
-    if geometry is not None and not own.same_grid(geometry):
-        from ..preprocess.registration import describe_grid_difference, same_physical_grid
-
-        if not same_physical_grid(own, geometry):
-            raise StudyError(f"{path}: segmentation grid does not match the images ({describe_grid_difference(geometry, own)})")
+    if geometry is not None and not own.same_grid(geometry) and not same_physical_grid(own, geometry):
+        raise StudyError(f"{path}: segmentation grid does not match the images ({describe_grid_difference(geometry, own)})")
     try:
         classes, convention = to_internal(data, source=str(path))
     except LabelError as exc:
@@ -83,97 +80,77 @@ def load_labels(path: str | Path, geometry: Geometry | None = None) -> tuple[np.
     return own.to_display(classes), convention, own
 
 
-def load_study(paths: str | Path | list[str | Path] | StudyFiles, with_labels: bool = True, *, align: bool = False,
-               reference: str | None = None, register: bool | None = None, progress: ProgressCallback | None = None,
-               cancel: CancelCallback | None = None) -> Study:
+def read_sequences(files: StudyFiles) -> tuple[dict[str, np.ndarray], dict[str, Geometry]]:
+    """Each sequence file's voxels (its own order) and grid; read in parallel: gzip inflation releases the GIL."""
+    with ThreadPoolExecutor(max_workers=len(files.sequences)) as pool:
+        loaded = dict(zip(files.sequences, pool.map(load_nifti, files.sequences.values())))
+    return {seq: data for seq, (data, _) in loaded.items()}, {seq: Geometry.from_image(img) for seq, (_, img) in loaded.items()}
+
+
+def grid_sequence(files: StudyFiles, reference: str | None) -> str:
+    """The sequence whose grid is a one-grid study's: ``reference`` if present, else the first (FLAIR: results
+    are written in its grid)."""
+    return reference if reference is not None and reference in files.sequences else next(iter(files.sequences))
+
+
+def off_grid(grids: dict[str, Geometry], chosen: str) -> list[str]:
+    """Sequences not on ``chosen``'s physical grid (the same grid in another voxel order is on it)."""
+    other = [seq for seq, grid in grids.items() if not grid.same_grid(grids[chosen])]
+    # the rare case: only now pay for the world-space comparison
+    return [seq for seq in other if not same_physical_grid(grids[seq], grids[chosen])]
+
+
+def one_grid_study(files: StudyFiles, data: dict[str, np.ndarray], grids: dict[str, Geometry], chosen: str, *,
+                   named: bool = False) -> Study:
+    """The study of sequences on ``chosen``'s physical grid, each reoriented exactly to display order.
+
+    ``named``: the caller chose ``chosen`` (it becomes ``Study.reference``)."""
+    images = {seq: grids[seq].to_display(data[seq]) for seq in files.sequences}
+    sources = {seq: str(path) for seq, path in files.sequences.items()}
+    return Study(files.name, images, grids[chosen], files=files, sources=sources, reference=chosen if named else None)
+
+
+def load_study(paths: str | Path | list[str | Path] | StudyFiles, with_labels: bool = True, *,
+               reference: str | None = None) -> Study:
     """Discover and load a study on one grid.
 
     Sequences on the same physical grid in another voxel order are reoriented exactly. Sequences on
-    other grids are refused (with the difference in mm and degrees) unless ``align``: then they are
-    registered to the ``reference`` sequence (default T1ce) and resampled onto its grid
-    (``preprocess.registration.align_study``). Without registration the study's grid is the first
-    sequence's (FLAIR's) unless ``reference`` names another.
+    other grids are refused (with the difference in mm and degrees): ``clinical.load_nifti_study``
+    registers them instead. The study's grid is the first sequence's (FLAIR's) unless ``reference``
+    names another.
     """
     started = time.perf_counter()
     files = paths if isinstance(paths, StudyFiles) else discover(paths)
-    images: dict[str, np.ndarray] = {}
-    sources: dict[str, str] = {}
-    geometry: Geometry | None = None
     if files.multichannel is not None:
-        data, img = load_nifti(files.multichannel, allow_4d=True)
-        if data.ndim != 4 or data.shape[3] != len(SEQUENCES):
-            raise StudyError(
-                f"{files.multichannel}: a single file must be 4D with {len(SEQUENCES)} volumes "
-                f"(FLAIR, T1, T1ce, T2), got shape {data.shape}"
-            )
-        geometry = Geometry.from_image(img)
-        for i, seq in enumerate(SEQUENCES):
-            images[seq] = geometry.to_display(data[..., i])
-            sources[seq] = f"{files.multichannel}[{i}]"
-        study = Study(files.name, images, geometry, files=files, sources=sources)
+        study = _multichannel_study(files)
     else:
-        # gzip inflation releases the GIL: read the sequences in parallel
-        with ThreadPoolExecutor(max_workers=len(files.sequences)) as pool:
-            loaded = dict(zip(files.sequences, pool.map(load_nifti, files.sequences.values())))
-        grids = {seq: Geometry.from_image(img) for seq, (_, img) in loaded.items()}
-        first = next(iter(files.sequences))  # FLAIR first: results are written in its grid
-        chosen = reference if reference in files.sequences else first
-        geometry = grids[chosen]
-        other = [seq for seq in files.sequences if not grids[seq].same_grid(geometry)]
-        if other:  # the rare case: only now pay for the world-space comparison
-            from ..preprocess.registration import describe_grid_difference, same_physical_grid
-
-            other = [seq for seq in other if not same_physical_grid(grids[seq], geometry)]
-            if other and not align:
-                seq = other[0]
-                raise StudyError(f"{files.sequences[seq]}: grid differs from {files.sequences[chosen].name} "
-                                 f"({describe_grid_difference(geometry, grids[seq])}); registration is off")
+        data, grids = read_sequences(files)
+        chosen = grid_sequence(files, reference)
+        other = off_grid(grids, chosen)
         if other:
-            study = _aligned_study(files, loaded, grids, reference or "t1ce", register, progress, cancel)
-        else:
-            for seq, path in files.sequences.items():
-                images[seq] = grids[seq].to_display(loaded[seq][0])  # exact reorientation when the order differs
-                sources[seq] = str(path)
-            study = Study(files.name, images, geometry, files=files, sources=sources,
-                          reference=chosen if reference else None)
+            seq = other[0]
+            raise StudyError(f"{files.sequences[seq]}: grid differs from {files.sequences[chosen].name} "
+                             f"({describe_grid_difference(grids[chosen], grids[seq])}); registration is off")
+        study = one_grid_study(files, data, grids, chosen, named=bool(reference))
     if with_labels and files.segmentation is not None:
-        study.labels, study.convention, _ = _load_study_labels(files.segmentation, study)
-    study.timings_s["read"] = time.perf_counter() - started - sum(study.timings_s.values())
+        study.labels, study.convention, _ = load_labels(files.segmentation, study.geometry)
+    study.timings_s["read"] = time.perf_counter() - started
     return study
 
 
-def _aligned_study(files: StudyFiles, loaded: dict[str, tuple[np.ndarray, Any]], grids: dict[str, Geometry],
-                   reference: str, register: bool | None, progress: ProgressCallback | None,
-                   cancel: CancelCallback | None) -> Study:
-    """NIfTI sequences on different grids through the same path as DICOM series: ``align_study``."""
-    from ..preprocess.registration import align_study, sitk_from_array
-    from .series import SeriesVolume
-
-    volumes = {}
-    for seq, path in files.sequences.items():
-        image = sitk_from_array(loaded[seq][0], grids[seq])
-        volumes[seq] = SeriesVolume(image, str(path), description=Path(path).name, sequence=seq)
-    study = align_study(volumes, reference, register=register, geometries=grids, name=files.name,
-                        progress=progress, cancel=cancel)
-    study.files = files
-    return study
-
-
-def _load_study_labels(path: Path, study: Study) -> tuple[np.ndarray, str | None, Geometry]:
-    """Ground truth on the study's grid; on an aligned study it may lie on any sequence's grid (nearest neighbour)."""
-    if not study.alignment:
-        return load_labels(path, study.geometry)
-    from ..preprocess.registration import labels_onto_study, same_physical_grid
-
-    data, img = load_nifti(path)
-    own = Geometry.from_image(img)
-    try:
-        classes, convention = to_internal(data, source=str(path))
-    except LabelError as exc:
-        raise StudyError(str(exc)) from None
-    if same_physical_grid(own, study.geometry):
-        return own.to_display(classes), convention, own
-    return labels_onto_study(classes, own, study), convention, own
+def _multichannel_study(files: StudyFiles) -> Study:
+    """One 4D file holding the four sequences (one grid by construction)."""
+    assert files.multichannel is not None
+    data, img = load_nifti(files.multichannel, allow_4d=True)
+    if data.ndim != 4 or data.shape[3] != len(SEQUENCES):
+        raise StudyError(
+            f"{files.multichannel}: a single file must be 4D with {len(SEQUENCES)} volumes "
+            f"(FLAIR, T1, T1ce, T2), got shape {data.shape}"
+        )
+    geometry = Geometry.from_image(img)
+    images = {seq: geometry.to_display(data[..., i]) for i, seq in enumerate(SEQUENCES)}
+    sources = {seq: f"{files.multichannel}[{i}]" for i, seq in enumerate(SEQUENCES)}
+    return Study(files.name, images, geometry, files=files, sources=sources)
 
 
 def study_convention(study: Study) -> str | None:

@@ -3,7 +3,7 @@
 The models were trained on skull-stripped BraTS volumes: background exactly 0, a brain region that
 fills 10-25 % of the volume, thousands of distinct intensities per sequence. Inputs that break those
 assumptions either get a normalisation that makes the result equal to the clean study's, a refusal,
-or a warning note (``Result.notes``: the CLI prints them and writes them into ``--report``).
+or a warning note (``Result.report.notes``: the CLI prints them and writes them into ``--report``).
 
 Rules, per sequence the model reads (``check_inputs``), in this order:
 

@@ -50,6 +50,7 @@ def mark(name):
 from napari_lightseg import cli  # noqa: the CLI's own imports (nibabel, numpy, the io package)
 mark("import the CLI (nibabel, numpy)")
 from napari_lightseg import clinical, engine
+from napari_lightseg.io import Segmentation
 from napari_lightseg.io.outputs import OutputPlan
 from napari_lightseg.io.study import study_convention
 from napari_lightseg.metrics import class_volumes_ml
@@ -80,7 +81,7 @@ quality.check_result(labels, study, card.sequences, brain)
 mark("postprocess (components, volumes, checks)")
 with OutputPlan([case], overwrite=True) as plan:
     clinical.plan_mask_outputs(plan, out)
-    clinical.save_mask(plan, out, labels, study, convention=study.convention or "brats2021")
+    clinical.save_mask(plan, out, Segmentation(labels, study.geometry, study.convention), study)
     plan.commit()
 mark("write mask (gzip level 1) + sidecar")
 print(json.dumps([(n, w - marks[i][1], c - marks[i][2]) for i, (n, w, c) in enumerate(marks[1:])]))

@@ -1,6 +1,6 @@
 """npe2 labels writer hook: a tumour mask back into its source file's grid, voxel order and affine.
 
-Only the thin hook lives here; saving itself is ``io.save_labels`` (used by the CLI, cohorts and widgets).
+Only the thin hook lives here; saving itself is ``io.save_segmentation`` (used by the CLI, cohorts and widgets).
 The hook reads everything it needs from the layer it is handed, never from the viewer: the grid and
 label convention from the layer's metadata (``types.LayerMeta``), and, for a mask drawn by hand without
 that metadata, the grid of the study of its shape opened in this session (``io.opened``).
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import DEFAULT_CONVENTION, save_labels
+from .io import Segmentation, save_segmentation
 from .io.opened import grid_for_shape, opened_inputs
 from .io.outputs import source_file
 from .types import LayerMeta
@@ -25,5 +25,5 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     info = LayerMeta.of_layer(meta.get("metadata"))
     geometry = info.geometry or grid_for_shape(np.shape(data))
     inputs = [source_file(info.source), *opened_inputs()]
-    return [str(save_labels(path, np.asarray(data), geometry, info.convention or DEFAULT_CONVENTION,
-                            keep_existing=True, inputs=inputs))]
+    segmentation = Segmentation(np.asarray(data), geometry, info.convention, info.model or "")
+    return [str(save_segmentation(path, segmentation, keep_existing=True, inputs=inputs))]

@@ -123,10 +123,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
                                     progress=progress)
         result = engine.run(study, card, args.backend, threads=args.threads, flips=FLIP_CHOICES[args.flips], progress=progress,
                             load_seconds=time.perf_counter() - t)
-        convention = args.labels or study_convention(study) or "brats2021"
         t = time.perf_counter()
-        clinical.save_mask(plan, args.out, result.labels, study, grid=args.grid, convention=convention,
-                           model_name=card.name)
+        # the study's own convention read now, as before: open_study may have left study.convention unset
+        clinical.save_mask(plan, args.out, result.segmentation, study, grid=args.grid,
+                           convention=args.labels or study_convention(study))
         result.report.timings_s["write"] = time.perf_counter() - t  # the mask (and sidecar), not yet renamed into place
         if args.report:
             report = result.report.as_dict()  # types.RunReport: the one shape of a run

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import StudyError, from_internal, load_study
+from .io import DEFAULT_CONVENTION, Segmentation, StudyError, from_internal, load_study
 from .io.grids import same_physical_grid
 from .io.labels import LabelError, label_sidecar, sidecar_path, to_internal
 from .io.naming import StudyFiles, discover
@@ -215,14 +215,17 @@ def plan_mask_outputs(plan: OutputPlan, out: str | Path) -> None:
         plan.add(sidecar_path(out), "label sidecar")
 
 
-def save_mask(plan: OutputPlan, out: str | Path, labels: np.ndarray, study: Study, *, grid: str | None = None,
-              convention: str = "brats2021", model_name: str = "") -> Path:
-    """Write a result (internal classes on the study grid, display order) into a planned output.
+def save_mask(plan: OutputPlan, out: str | Path, segmentation: Segmentation, study: Study, *, grid: str | None = None,
+              convention: str | None = None) -> Path:
+    """Write a result (a segmentation on the study grid) into a planned output.
 
     ``grid``: the sequence whose own grid the file is on (default: the study's reference grid).
+    ``convention`` (the user's choice) overrides the segmentation's own; the default applies when neither says.
     NIfTI gets the label-names sidecar; DICOM-SEG references that sequence's DICOM series.
     """
     out = Path(out)
+    labels, model_name = segmentation.labels, segmentation.model
+    convention = convention or segmentation.convention or DEFAULT_CONVENTION
     sequence = grid or study.reference or next(iter(study.images))
     if grid is not None and grid not in study.images:
         raise StudyError(f"{out}: no sequence {grid!r} in {study.name} (have {', '.join(study.images)})")
@@ -246,15 +249,14 @@ def save_mask(plan: OutputPlan, out: str | Path, labels: np.ndarray, study: Stud
     return out
 
 
-def save_mask_file(out: str | Path, labels: np.ndarray, study: Study, *, grid: str | None = None,
-                   convention: str = "brats2021", model_name: str = "", overwrite: bool = False,
-                   inputs: Sequence[str | Path] = ()) -> Path:
+def save_mask_file(out: str | Path, segmentation: Segmentation, study: Study, *, grid: str | None = None,
+                   convention: str | None = None, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
     """``save_mask`` with a plan of its own: validated, written atomically, never onto ``inputs`` or the
     study's source files."""
     protected = [*inputs, *study.sources.values(), *(f for r in study.alignment.values() for f in r.volume.files)]
     with OutputPlan([source_file(p) for p in protected], overwrite=overwrite) as plan:
         plan_mask_outputs(plan, out)
-        save_mask(plan, out, labels, study, grid=grid, convention=convention, model_name=model_name)
+        save_mask(plan, out, segmentation, study, grid=grid, convention=convention)
         plan.commit()
     return Path(out)
 

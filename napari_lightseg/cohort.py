@@ -245,7 +245,7 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
     """Load, segment and write one case; return its cohort row. Never raises for a bad case: a failed row."""
     from . import engine
     from .energy import EnergyMeter
-    from .io import save_labels
+    from .io import save_segmentation
 
     out_dir = Path(out_dir)
     seg, report_path = output_paths(out_dir, case)
@@ -263,8 +263,7 @@ def process_case(case: CaseSpec, card: ModelCard, out_dir: str | Path, *, backen
         t = time.perf_counter()
         seg.parent.mkdir(parents=True, exist_ok=True)
         # an output folder inside the cohort must never replace a case's own files (e.g. its ground truth)
-        save_labels(seg, result.labels, result.geometry, labels or result.study_convention or "brats2021",
-                    overwrite=True, inputs=case.paths)
+        save_segmentation(seg, result.segmentation, labels, overwrite=True, inputs=case.paths)
         run_report = result.report
         run_report.timings_s.update(read=read_s, write=time.perf_counter() - t)  # the whole load, and the mask
         run_report.notes = [n for n in (notes, *run_report.notes) if n]

@@ -4,7 +4,8 @@ report and a layer's plugin metadata ARE, so every module speaks of them the sam
 Why: before this module a 3D box was spelled ``tuple[tuple[int, int, int], tuple[int, int, int]]`` in six
 places, two ``Detection`` classes disagreed, a run existed in three shapes (the CLI report, the widget's
 table row, the cohort row) and layer metadata was an untyped dict built and read ad hoc. Pure Python and
-NumPy; ``Study`` (``io.study``) and ``Geometry`` (``io.nifti``) live with their readers and are re-exported.
+NumPy; ``Study`` (``io.study``), ``Geometry`` (``io.nifti``) and ``Segmentation`` (``io.masks``) live with
+their readers and writers and are re-exported.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .io.masks import Segmentation
 from .io.nifti import Geometry
 from .io.study import Study
 
@@ -117,21 +119,6 @@ class Detection:
         if self.score is not None:
             out["score"] = round(self.score, 6)
         return out
-
-
-@dataclass(frozen=True, eq=False)
-class Segmentation:
-    """A label volume of internal classes (0 bg, 1 NCR, 2 ED, 3 ET) in display orientation, with the grid it
-    lies on, the label convention of the study it came from (None: unknown) and the model that made it."""
-
-    labels: np.ndarray
-    geometry: Geometry
-    convention: str | None = None
-    model: str = ""
-
-    def __post_init__(self) -> None:
-        if tuple(np.shape(self.labels)) != tuple(self.geometry.display_shape):
-            raise ValueError(f"labels of shape {np.shape(self.labels)} do not lie on a grid of {self.geometry.display_shape}")
 
 
 STAGES = ("read", "register", "resample", "extract", "preprocess", "inference", "postprocess", "write")

@@ -8,8 +8,20 @@ import numpy as np
 import pytest
 
 from napari_lightseg._writer import write_labels
-from napari_lightseg.io import Geometry, LabelError, StudyError, from_internal, load_labels, region_mask, save_labels, to_internal
-from napari_lightseg.io.labels import detect_convention
+from napari_lightseg.io import (
+    DEFAULT_CONVENTION,
+    Geometry,
+    LabelError,
+    Segmentation,
+    StudyError,
+    from_internal,
+    load_labels,
+    region_mask,
+    save_labels,
+    save_segmentation,
+    to_internal,
+)
+from napari_lightseg.io.labels import detect_convention, read_label_sidecar
 from napari_lightseg.layers import labels_layer
 
 INTERNAL = np.array([[[0, 1], [2, 3]]], dtype=np.uint8)
@@ -112,6 +124,48 @@ def test_save_in_an_explicit_convention(tmp_path: Path, convention: str, expecte
     out = save_labels(tmp_path / "out", classes, geometry, convention)
     assert out.name == "out.nii.gz"
     assert _saved_values(out) == expected
+
+
+def _oblique_segmentation(convention: str | None) -> Segmentation:
+    """Internal classes 1-3 on a non-trivial grid (voxel order LPS, 2 mm z): a round trip proves the grid too."""
+    affine = np.diag([-1.0, -1.0, 2.0, 1.0])
+    affine[:3, 3] = [10.0, 20.0, -30.0]
+    geometry = Geometry.from_image(nib.Nifti1Image(np.zeros((5, 6, 4), np.uint8), affine))
+    classes = np.zeros(geometry.display_shape, np.uint8)
+    classes[1, 2, 1:4] = [1, 2, 3]
+    return Segmentation(classes, geometry, convention, "m")
+
+
+def test_segmentation_round_trips(tmp_path: Path) -> None:
+    mask = _oblique_segmentation("brats2023")
+    out = save_segmentation(tmp_path / "out", mask)
+    classes, convention, geometry = load_labels(out)
+    assert out.name == "out.nii.gz" and convention == "brats2023" and read_label_sidecar(out)["convention"] == "brats2023"
+    assert geometry.same_grid(mask.geometry) and np.array_equal(classes, mask.labels)
+    # the same file, byte for byte, as save_labels with the loose arguments
+    again = save_labels(tmp_path / "loose.nii.gz", mask.labels, mask.geometry, "brats2023")
+    assert again.read_bytes() == out.read_bytes()
+    assert (tmp_path / "loose.labels.json").read_bytes() == (tmp_path / "out.labels.json").read_bytes()
+
+
+@pytest.mark.parametrize(("own", "explicit", "expected"), [
+    ("brats2023", "brats2021", "brats2021"),  # the caller's choice wins
+    ("brats2023", None, "brats2023"),  # else the study's own
+    (None, None, DEFAULT_CONVENTION),  # else the default
+    (None, "brats2023", "brats2023"),
+])
+def test_segmentation_convention_precedence(tmp_path: Path, own: str | None, explicit: str | None, expected: str) -> None:
+    out = save_segmentation(tmp_path / "out.nii.gz", _oblique_segmentation(own), explicit)
+    assert read_label_sidecar(out)["convention"] == expected
+    assert _saved_values(out) == ({0, 1, 2, 4} if expected == "brats2021" else {0, 1, 2, 3})
+
+
+def test_segmentation_is_one_noun() -> None:
+    from napari_lightseg import types
+
+    assert types.Segmentation is Segmentation
+    with pytest.raises(StudyError, match="grid"):
+        Segmentation(np.zeros((2, 2, 2), np.uint8), _oblique_segmentation(None).geometry)
 
 
 def test_writer_keeps_an_existing_file(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from clinical_grids import (
 )
 
 from napari_lightseg.clinical import load_nifti_study, save_mask_file
-from napari_lightseg.io import SEQUENCES, Geometry, StudyError, load_study
+from napari_lightseg.io import SEQUENCES, Geometry, Segmentation, StudyError, load_study
 from napari_lightseg.io.grids import (
     array_in_geometry,
     describe_grid_difference,
@@ -196,10 +196,11 @@ def test_save_labels_native_keeps_each_source_grid(tmp_path: Path) -> None:
     study = load_nifti_study(tmp_path, register=False)
     assert not any(r.registered for r in study.alignment.values())  # register=False: the scanner's coordinates only
     labels = np.where(study.images["t1ce"] > 150, 3, np.where(study.images["t1ce"] > 50, 2, 0)).astype(np.uint8)
+    mask = Segmentation(labels, study.geometry)
     out = tmp_path / "out"
     out.mkdir()
     for seq in grids:
-        path = save_mask_file(out / f"seg_{seq}.nii.gz", labels, study, grid=seq, convention="brats2021")
+        path = save_mask_file(out / f"seg_{seq}.nii.gz", mask, study, grid=seq, convention="brats2021")
         written, source = nib.load(path), nib.load(tmp_path / f"c_{seq}.nii")
         assert written.shape == source.shape and np.array_equal(written.affine, source.affine)
         assert np.array_equal(written.header.get_sform(), source.header.get_sform())
@@ -211,9 +212,9 @@ def test_save_labels_native_keeps_each_source_grid(tmp_path: Path) -> None:
     back = Geometry.from_image(nib.load(out / "seg_t1ce.nii.gz")).to_display(np.asarray(nib.load(out / "seg_t1ce.nii.gz").dataobj))
     assert np.array_equal(back, np.where(labels == 3, 4, labels))
     with pytest.raises(StudyError, match="exists"):
-        save_mask_file(out / "seg_t1.nii.gz", labels, study, grid="t1")
+        save_mask_file(out / "seg_t1.nii.gz", mask, study, grid="t1")
     with pytest.raises(StudyError, match="input"):
-        save_mask_file(tmp_path / "c_t1.nii", labels, study, grid="t1", overwrite=True)
+        save_mask_file(tmp_path / "c_t1.nii", mask, study, grid="t1", overwrite=True)
     assert json.loads((out / "seg_t1.labels.json").read_text())["source"].endswith("c_t1.nii")
 
 
@@ -278,7 +279,7 @@ def test_save_labels_native_for_a_series_without_a_nifti_file(real_case, tmp_pat
     files, volumes, truths = real_case
     study = align_study({s: volumes[s] for s in ("t1ce", "t2")}, "t1ce", register=False)
     truth = load_study(files).labels
-    path = save_mask_file(tmp_path / "seg_t2.nii.gz", truth, study, grid="t2", convention="brats2023")
+    path = save_mask_file(tmp_path / "seg_t2.nii.gz", Segmentation(truth, study.geometry, "brats2023"), study, grid="t2")
     written = nib.load(path)
     expected = geometry_from_sitk(volumes["t2"].image)
     assert written.shape == volumes["t2"].image.GetSize()

@@ -17,7 +17,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from .. import correction
-from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, StudyError, save_labels
+from ..io import CLASSES, CONVENTIONS, DEFAULT_CONVENTION, Segmentation, StudyError, save_segmentation
 from ..layers import corrected_mask_path, geometry_for_shape, labels_layer, layer_source_files, lightseg_metadata
 from ..metrics import class_volumes_ml
 from ..progress import cancellable_call
@@ -239,8 +239,8 @@ class CorrectionWidget(QWidget):
         try:
             # the study's files (its ground truth too) are inputs: never replaced, even after "Replace?"
             inputs = [f for f in layer_source_files(self.viewer.layers) if f != meta.get("saved_path")]
-            saved = save_labels(target, np.asarray(layer.data), meta["geometry"], convention, overwrite=True,
-                                inputs=inputs)
+            mask = Segmentation(np.asarray(layer.data), meta["geometry"], meta.get("convention"), str(meta.get("model") or ""))
+            saved = save_segmentation(target, mask, convention, overwrite=True, inputs=inputs)  # the chosen convention wins
         except (StudyError, OSError) as exc:
             self.status.setText(f"Not saved: {exc}")
             return None

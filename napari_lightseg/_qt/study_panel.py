@@ -41,7 +41,7 @@ from ..clinical_view import (
     series_choices,
     series_rows,
 )
-from ..io import SEQUENCE_TITLES, StudyError
+from ..io import SEQUENCE_TITLES, Segmentation, StudyError
 from ..io.study import Study
 from ..layers import METADATA_KEY, clinical_study_layers, layer_source_files, lightseg_metadata
 from .common import add_or_replace, compact_combo
@@ -234,8 +234,8 @@ class StudyPanel(QGroupBox):
         model = lightseg_metadata(layer.metadata).get("model") or layer.name
         inputs = [p for p in (*self.inputs, *layer_source_files(self.viewer.layers)) if p]
         try:
-            saved = clinical.save_mask_file(path, np.asarray(layer.data), self.study, grid=sequence, model_name=model,
-                                            inputs=inputs)
+            mask = Segmentation(np.asarray(layer.data), self.study.geometry, None, model)  # None: the default convention
+            saved = clinical.save_mask_file(path, mask, self.study, grid=sequence, inputs=inputs)
         except (StudyError, OSError) as exc:
             self.message.setText(f"Not saved: {exc}".splitlines()[0])
             return None

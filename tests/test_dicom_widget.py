@@ -233,6 +233,13 @@ def test_save_on_native_grids(dicom_widget, dicom_study: Path, qtbot, tmp_path: 
     assert panel.save_result(tmp_path / "seg.dcm", grid="flair") is None  # never overwrites silently
     assert _files(dicom_study) == inputs  # inputs untouched
 
+    layer = viewer.layers[card.name]  # a result of a study labelled in BraTS 2023 values is saved in them
+    layer.metadata = {"lightseg": {**layer.metadata.get("lightseg", {}), "convention": "brats2023"}}
+    in_2023 = panel.save_result(tmp_path / "seg_2023.nii.gz", grid="t1ce")
+    assert in_2023 is not None and read_label_sidecar(in_2023)["convention"] == "brats2023"
+    values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(in_2023)))).tolist())
+    assert 4 not in values and (3 in values) == bool((result == 3).any())
+
 
 @pytest.mark.viewer
 @pytest.mark.slow

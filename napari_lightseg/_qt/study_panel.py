@@ -231,10 +231,11 @@ class StudyPanel(QGroupBox):
             if not path:
                 return None
         sequence: str = grid or self.grid_combo.currentData() or self.study.reference or ""
-        model = lightseg_metadata(layer.metadata).get("model") or layer.name
+        meta = lightseg_metadata(layer.metadata)
+        convention = meta.get("convention") or self.study.convention  # the study's own labels (None: the default)
         inputs = [p for p in (*self.inputs, *layer_source_files(self.viewer.layers)) if p]
         try:
-            mask = Segmentation(np.asarray(layer.data), self.study.geometry, None, model)  # None: the default convention
+            mask = Segmentation(np.asarray(layer.data), self.study.geometry, convention, meta.get("model") or layer.name)
             saved = clinical.save_mask_file(path, mask, self.study, grid=sequence, inputs=inputs)
         except (StudyError, OSError) as exc:
             self.message.setText(f"Not saved: {exc}".splitlines()[0])

@@ -4,6 +4,7 @@ Each run folder (``src_models.train --out``) holds ``config.json``, ``log.jsonl`
 fixed 4-case split, preprocessed grid, no post-processing, no flips, every ``--val-every`` steps) and
 ``commands.txt``. This collects the last entry of each run into ``RESULTS_training.json`` and prints
 the Markdown table of ``RESULTS_training.md``; ``--baseline`` names the run the others are compared with.
+Rows already in the JSON are kept (run folders are not committed), and a run given again replaces its row.
 
     python benchmarks/training_experiments.py runs/mnv3-e0 runs/mnv3-e1 ... --baseline mnv3-e0
 """
@@ -36,7 +37,9 @@ def main() -> None:
     p.add_argument("--baseline", required=True)
     p.add_argument("--out", type=Path, default=HERE / "RESULTS_training.json")
     args = p.parse_args()
-    rows = [collect(run) for run in args.runs]
+    kept = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+    fresh = [collect(run) for run in args.runs]
+    rows = [r for r in kept if r["run"] not in {f["run"] for f in fresh}] + fresh
     base = next(r for r in rows if r["run"] == args.baseline)
     args.out.write_text(json.dumps({"baseline": args.baseline, "runs": rows}, indent=1) + "\n")
     print("| run | arch | head | 2.5D context | augmentation | steps | minutes | WT | TC | ET | mean | vs baseline |")

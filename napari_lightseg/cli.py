@@ -21,7 +21,7 @@ from .inference import FLIP_OPTIONS
 from .io import CONVENTIONS, SEQUENCES, LabelError, StudyError, discover, is_nifti, role_of
 from .io.naming import is_junk
 from .io.outputs import OutputPlan
-from .models import CardError
+from .models import RECOMMENDED, CardError, recommended_name
 from .progress import Cancelled
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
@@ -60,10 +60,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.summary() for c in cards], indent=2))
         return 0
+    recommended = recommended_name(cards)
     print(f"{'name':22s} {'kind':5s} {'precision':13s} {'MB':>6s} {'params':>9s}  validation Dice WT/TC/ET")
     for c in cards:
         d = c.describe()
-        print(f"{d['name']:22s} {d['kind']:5s} {d['precision']:13s} {d['MB']:>6s} {d['params']:>9s}  {d['dice']}")
+        mark = "  (default)" if c.name == recommended else ""
+        print(f"{d['name']:22s} {d['kind']:5s} {d['precision']:13s} {d['MB']:>6s} {d['params']:>9s}  {d['dice']}{mark}")
     return 0
 
 
@@ -107,7 +109,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     kind = clinical.output_kind(args.out)
     overrides = parse_sequence_overrides(args.sequence or [])
-    card = get_card(args.model)
+    card = get_card(args.model or recommended_name())
     folder = clinical.dicom_folder(args.inputs)
     if kind == "dicom-seg" and folder is None:
         raise UsageError(f"{args.out}: a DICOM-SEG output needs a DICOM study folder as input")
@@ -207,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment a study (NIfTI files or a DICOM folder) and write the mask")
     p.add_argument("inputs", nargs="+", help="a case folder, a DICOM study folder, a 4D file, or the sequence files")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help=f"a model card's name (default: {RECOMMENDED}; see `lightseg models`)")
     p.add_argument("--backend", default=None, help="e.g. onnxruntime, onnxruntime:CPUExecutionProvider, torch")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--flips", choices=sorted(FLIP_CHOICES), default="card",

@@ -10,13 +10,14 @@ import sys
 from typing import Any
 
 from .io import CONVENTIONS
+from .models import RECOMMENDED, recommended_name
 
 
 def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``batch`` subcommand and its options on the lightseg command line."""
     p = subparsers.add_parser("batch", help="segment a cohort on Dask: masks, reports and cohort.csv/.parquet")
     p.add_argument("cohort", help="a folder of case folders, a .csv with a 'path' column, or a quoted glob ('data/*')")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help=f"a model card's name (default: {RECOMMENDED})")
     p.add_argument("--out", required=True, help="output folder: <case>/<case>_seg.nii.gz, <case>_report.json, cohort.csv")
     p.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786); "
                                                      "default: a local cluster")
@@ -41,7 +42,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             return _bad(f"--{option} must be at least 1, got {value}")
     try:
         cases = find_cases(args.cohort)
-        card = resolve_card(args.model)
+        card = resolve_card(args.model or recommended_name())
         if card.kind == "cnn":
             card.verify()
     except (StudyError, CardError) as exc:

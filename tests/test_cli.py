@@ -39,6 +39,23 @@ def test_models_table(capsys):
     assert "name" in capsys.readouterr().out
 
 
+def test_the_recommended_model_is_the_default(sample_case, tmp_path, capsys, monkeypatch):
+    """Without --model, segment runs the recommended card, and the models table marks it."""
+    from napari_lightseg import engine
+    from napari_lightseg.models import RECOMMENDED, get_card, list_cards, recommended_name
+
+    assert recommended_name() == RECOMMENDED and get_card(RECOMMENDED).kind == "cnn"
+    assert recommended_name(list_cards()[:1]) == list_cards()[0].name  # a trimmed install still has one
+    assert main(["models"]) == 0
+    marked = [line for line in capsys.readouterr().out.splitlines() if line.endswith("(default)")]
+    assert [line.split()[0] for line in marked] == [RECOMMENDED]
+    used = []
+    real_run = engine.run
+    monkeypatch.setattr(engine, "run", lambda study, card, *a, **k: used.append(card.name) or real_run(study, card, *a, **k))
+    assert main(["segment", str(sample_case), "--out", str(tmp_path / "seg.nii.gz")]) == 0
+    assert used == [RECOMMENDED]
+
+
 def _check_output(out, flair_path):
     src, seg = nib.load(flair_path), nib.load(out)
     assert seg.shape == src.shape

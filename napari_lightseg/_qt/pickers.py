@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 from ..backends import backend_choices
 from ..backends.registry import default_threads
 from ..io import SEQUENCE_TITLES, SEQUENCES
-from ..models import ModelCard, list_cards
+from ..models import ModelCard, list_cards, recommended_name
 from .common import compact_combo
 
 
@@ -95,6 +95,7 @@ class ModelPicker(QWidget):
         self.model_combo, self.backend_combo = compact_combo(), compact_combo()
         for card in self.cards.values():
             self.model_combo.addItem(card.short_label(), card.name)
+        self.model_combo.setCurrentIndex(max(self.model_combo.findData(recommended_name(list(self.cards.values()))), 0))
         form.addRow("Model", self.model_combo)
         form.addRow("Backend", self.backend_combo)
         self.threads: QSpinBox | None = None

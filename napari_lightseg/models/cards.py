@@ -17,6 +17,9 @@ CARD_DIR = Path(__file__).resolve().parent
 KINDS = ("cnn", "pcnn")
 HEADS = ("classes", "regions")
 REQUIRED = ("name", "kind", "architecture", "precision", "sequences", "label_map", "validation")
+# What a user gets without choosing (the pickers' first choice, ``lightseg segment``/``batch`` without --model):
+# the generations table (README, benchmarks/RESULTS_generations.md) picks it on validation Dice and speed.
+RECOMMENDED = "mnv3-lraspp-v2-int8"
 
 
 class CardError(ValueError):
@@ -159,6 +162,12 @@ def _cards_in(folder: str) -> tuple[ModelCard, ...]:
 def list_cards(folder: Path = CARD_DIR) -> list[ModelCard]:
     """All model cards in a folder (the shipped ones by default)."""
     return list(_cards_in(str(folder)))
+
+
+def recommended_name(cards: list[ModelCard] | None = None) -> str:
+    """``RECOMMENDED`` when it ships, else the first card (a trimmed install still has a default)."""
+    names = [c.name for c in (list_cards() if cards is None else cards)]
+    return RECOMMENDED if RECOMMENDED in names or not names else names[0]
 
 
 def get_card(name: str, folder: Path = CARD_DIR) -> ModelCard:

@@ -193,9 +193,11 @@ def test_operation_runs_off_the_gui_thread_as_one_undo_step(viewer, qtbot, monke
     assert widget.runner.running and widget.cancel_button.isEnabled()
     assert not any(b.isEnabled() for b in (widget.grow_button, widget.interpolate_button, widget.save_button))
     assert np.array_equal(edited.data, before)  # nothing is written while the worker computes
+    assert widget.ops.progress.maximum() == 0  # one call reports no fraction: the bar shows "busy", not a frozen 0 %
     release.set()
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=30_000)
     assert widget.grow_button.isEnabled() and widget.save_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert widget.ops.progress.maximum() > 0 and widget.ops.progress.value() == widget.ops.progress.maximum()
     after = edited.data.copy()
     assert not np.array_equal(after, before) and "voxels changed" in widget.status.text()
     assert widget.volumes_label.text() != volumes_before and unsaved_layers(viewer.layers) == [edited.name]
@@ -217,6 +219,7 @@ def test_cancel_returns_the_controls_and_drops_the_result(viewer, qtbot, monkeyp
     qtbot.waitUntil(widget.largest_button.isEnabled, timeout=30_000)
     assert "Cancelled" in widget.status.text() and not widget.runner.running
     assert widget.save_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert widget.ops.progress.maximum() > 0  # no busy bar left behind
     assert np.array_equal(edited.data, before) and unsaved_layers(viewer.layers) == []
     _run(qtbot, widget, widget.largest_button)  # and the next run works
     assert not np.array_equal(edited.data, before)

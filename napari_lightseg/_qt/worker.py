@@ -71,13 +71,13 @@ class TaskRunner(QObject):
             kwargs["deliver"] = self.delivered.emit
         worker = create_worker(function, *args, progress=self.progressed.emit, cancel=self.cancel_event.is_set,
                                _ignore_errors=True, **kwargs)  # errors go to the status line, not a traceback dialog
-        worker.returned.connect(lambda _: self.progress_bar.setValue(PROGRESS_STEPS))
+        worker.returned.connect(lambda _: self._show_fraction(1.0))
         if on_result is not None:
             worker.returned.connect(on_result)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._set_running(True)
-        self.progress_bar.setValue(0)
+        self.progress_bar.setRange(0, 0)  # busy until the task reports a fraction (one-call tasks never do)
         self.status.setText(f"Running {title}…")
         self._activity = napari_progress(total=PROGRESS_STEPS, desc=f"lightseg {title}")  # napari's activity dock
         self.worker = worker
@@ -90,8 +90,12 @@ class TaskRunner(QObject):
         if self.cancel_button is not None:
             self.cancel_button.setEnabled(running)
 
-    def _on_progress(self, fraction: float, message: str) -> None:
+    def _show_fraction(self, fraction: float) -> None:
+        self.progress_bar.setRange(0, PROGRESS_STEPS)
         self.progress_bar.setValue(int(fraction * PROGRESS_STEPS))
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self._show_fraction(fraction)
         self.status.setText(message)
         if self._activity is not None:
             self._activity.n = int(fraction * PROGRESS_STEPS)
@@ -106,6 +110,8 @@ class TaskRunner(QObject):
 
     def _on_finished(self) -> None:
         self.worker = None
+        if self.progress_bar.maximum() == 0:  # ended (error, cancel) before any fraction: not busy any more
+            self._show_fraction(0.0)
         self._set_running(False)
         if self._activity is not None:
             self._activity.close()

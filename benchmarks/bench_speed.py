@@ -35,7 +35,7 @@ ROOT = HERE.parent
 DATA = Path(os.environ.get("LIGHTSEG_DATA", ROOT / ".." / "shared" / "data")).resolve()
 CASES = ["Brats18_TCIA02_606_1", "Brats18_CBICA_ALU_1"]
 MODEL = "mnv3-lraspp-int8"
-BEFORE = "f9c78d8"  # main before the speed work
+BEFORE = "13cd592"  # main before session 4's speed work
 # children run here: ``python -c``/``-m`` put the working folder first on sys.path, before PYTHONPATH
 NEUTRAL_DIR = tempfile.gettempdir()
 IMPORTS = ["numpy", "onnxruntime", "pydicom", "nibabel", "scipy.ndimage", "SimpleITK", "napari_lightseg.io",
@@ -252,17 +252,16 @@ def markdown(res: dict) -> str:
              f"{res['when']}; {os.cpu_count()} cores; load average (1 min) {res['load_start']:.2f} at start, "
              f"{res['load_end']:.2f} at end: **other jobs (model training, other test suites) shared these cores**, "
              "so wall times are inflated and noisy; CPU seconds are steadier. Medians of "
-             f"{res['repeats']}; model `{MODEL}`; *before* = `{res['before']}` (main before this work), *after* = "
+             f"{res['repeats']}; model `{MODEL}`; *before* = `{res['before']}` (main before session 4), *after* = "
              f"this checkout ({res['after']}).", "",
-             "What changed (each kept because it measured faster; masks bit-identical, last table): "
-             "nibabel is imported with pydicom hidden (`io/_lean_nibabel.py`: nibabel imports pydicom, and "
-             "pydicom `requests`, only to parse NIfTI DICOM extensions); SimpleITK only on the DICOM/registered "
-             "save paths; `importlib.metadata` only when `__version__` is read; ONNX Runtime's idle threads "
-             "sleep instead of spinning (`session.intra_op.allow_spinning=0`: on shared cores spinning burned "
-             "CPU and slowed the other thread); no NaN scan of integer NIfTI stored without scaling; the label "
-             "convention of the ground truth beside a case from per-value comparisons instead of a sort "
-             "(`io.labels.distinct_values`). The mask is written as before (nibabel's gzip level 1, its lowest "
-             "compressing level already).", "",
+             "What changed since *before* (session 4, masks bit-identical, last table): the brain region is computed "
+             "once per run (`quality.inspect_inputs` hands it to `prepare` and `check_result`); the finite check reuses "
+             "min/max; the background offset skips its sort when zeros are the border's majority; post-processing "
+             "labels the tumour once (`postprocess.clean_and_find`: small-component removal and boxes) and counts "
+             "class volumes without an int64 copy; the skull-strip decision builds its mask once; inference copies "
+             "one batch at a time from a transposed view instead of the whole volume; float images are z-scored in "
+             "place. Earlier sessions: nibabel without pydicom, SimpleITK only where needed, ONNX Runtime threads "
+             "sleep, the cached optimized graph.", "",
              "## Imports (CPU s in a fresh interpreter, each including what it imports)", "",
              "| import | before CPU s | after CPU s |", "|---|---:|---:|"]
     lines += [f"| `{k}` | {v['before']:.3f} | {v['after']:.3f} |" for k, v in res["imports"].items()]

@@ -21,11 +21,11 @@ import numpy as np
 
 from .io import DEFAULT_CONVENTION, Segmentation, StudyError, from_internal, load_study
 from .io.grids import same_physical_grid
-from .io.labels import LabelError, label_sidecar, sidecar_path, to_internal
+from .io.labels import label_sidecar, sidecar_path
 from .io.naming import StudyFiles, discover
-from .io.nifti import Geometry, load_nifti, save_nifti_like
+from .io.nifti import Geometry, save_nifti_like
 from .io.outputs import OutputPlan, source_file
-from .io.study import Study, grid_sequence, load_labels, off_grid, one_grid_study, read_sequences
+from .io.study import Study, grid_sequence, load_labels, off_grid, one_grid_study, read_label_file, read_sequences
 from .progress import CancelCallback, ProgressCallback, check_cancel, report
 
 BRAIN_MODES = ("auto", "force", "skip")
@@ -136,12 +136,7 @@ def _aligned_labels(path: Path, study: Study) -> tuple[np.ndarray, str | None]:
     """Ground truth of an aligned study: it may lie on any sequence's grid (nearest neighbour onto the study's)."""
     from .preprocess.registration import labels_onto_study
 
-    data, img = load_nifti(path)
-    own = Geometry.from_image(img)
-    try:
-        classes, convention = to_internal(data, source=str(path))
-    except LabelError as exc:
-        raise StudyError(str(exc)) from None
+    classes, convention, own = read_label_file(path)
     if same_physical_grid(own, study.geometry):
         return own.to_display(classes), convention
     return labels_onto_study(classes, own, study), convention

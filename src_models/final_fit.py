@@ -32,6 +32,7 @@ from napari_lightseg.models.cards import load_card, sha256_of
 from .data import DATA_ROOT, VALIDATION_CASES, brats18_cases, load_case
 from .export import export_onnx, load_checkpoint, parity
 from .quantize import calibration_batches, quantize
+from .release import agreement
 
 TCGA = "TCGA-FG-6692"
 MAX_TCGA_LOSS = 0.02  # mean WT/TC/ET Dice vs the fusion the final fit may lose to the split model and still ship
@@ -101,7 +102,7 @@ def release_final_fit(run: Path, name: str, out: Path) -> None:
         if loss > MAX_TCGA_LOSS:
             raise SystemExit(f"final fit loses {loss:.3f} mean Dice on {TCGA} (> {MAX_TCGA_LOSS}); not shipped")
         seen = {p: _scores(card, _split_cases()) for p, card in new.items()}
-        agreement = _agreement(final_tcga["fp32"][1] + seen["fp32"][1], final_tcga["int8"][1] + seen["int8"][1])
+        fp32_vs_int8 = agreement(final_tcga["fp32"][1] + seen["fp32"][1], final_tcga["int8"][1] + seen["int8"][1])
         for precision, card in new.items():
             target = out / f"{name}-{precision}.onnx"
             target.write_bytes(Path(tmp, str(card.file)).read_bytes())
@@ -112,7 +113,7 @@ def release_final_fit(run: Path, name: str, out: Path) -> None:
                 card.extra["onnx_vs_pytorch"] = check
             else:
                 card.quantization = {**split[precision].quantization, "calibration_slices": int(sum(len(b) for b in batches)),
-                                     "calibration_cases": "all 15 labelled cases", "fp32_vs_int8": agreement}
+                                     "calibration_cases": "all 15 labelled cases", "fp32_vs_int8": fp32_vs_int8}
             card.card_path.write_text(card.to_json())
             print(f"wrote {card.card_path}")
 
@@ -142,10 +143,3 @@ def _describe(card: ModelCard, split: ModelCard, config: dict, log: list[dict], 
         "tcga_vs_fusion": {"final_fit": tcga, "split_model": split_tcga},
         "split_cases_seen_in_training": seen,
     }}
-
-
-def _agreement(a: list[np.ndarray], b: list[np.ndarray]) -> dict[str, float]:
-    from .release import agreement
-
-    return agreement(a, b)
-

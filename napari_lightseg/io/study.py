@@ -65,18 +65,23 @@ class Study:
         return np.stack([self.images[s] for s in sequences])
 
 
-def load_labels(path: str | Path, geometry: Geometry | None = None) -> tuple[np.ndarray, str | None, Geometry]:
-    """Load a segmentation file as internal classes in display orientation.
-
-    A file on the same physical grid in another voxel order is reoriented exactly."""
+def read_label_file(path: str | Path) -> tuple[np.ndarray, str | None, Geometry]:
+    """A segmentation file as internal classes in its own voxel order, its label convention and its grid."""
     data, img = load_nifti(path)
-    own = Geometry.from_image(img)
-    if geometry is not None and not own.same_grid(geometry) and not same_physical_grid(own, geometry):
-        raise StudyError(f"{path}: segmentation grid does not match the images ({describe_grid_difference(geometry, own)})")
     try:
         classes, convention = to_internal(data, source=str(path))
     except LabelError as exc:
         raise StudyError(str(exc)) from None
+    return classes, convention, Geometry.from_image(img)
+
+
+def load_labels(path: str | Path, geometry: Geometry | None = None) -> tuple[np.ndarray, str | None, Geometry]:
+    """Load a segmentation file as internal classes in display orientation.
+
+    A file on the same physical grid in another voxel order is reoriented exactly."""
+    classes, convention, own = read_label_file(path)
+    if geometry is not None and not own.same_grid(geometry) and not same_physical_grid(own, geometry):
+        raise StudyError(f"{path}: segmentation grid does not match the images ({describe_grid_difference(geometry, own)})")
     return own.to_display(classes), convention, own
 
 
@@ -130,7 +135,8 @@ def load_study(paths: str | Path | list[str | Path] | StudyFiles, with_labels: b
         if other:
             seq = other[0]
             raise StudyError(f"{files.sequences[seq]}: grid differs from {files.sequences[chosen].name} "
-                             f"({describe_grid_difference(grids[chosen], grids[seq])}); registration is off")
+                             f"({describe_grid_difference(grids[chosen], grids[seq])}); this path reads one-grid "
+                             "studies only (lightseg segment and the Segment dock register other grids)")
         study = one_grid_study(files, data, grids, chosen, named=bool(reference))
     if with_labels and files.segmentation is not None:
         study.labels, study.convention, _ = load_labels(files.segmentation, study.geometry)

@@ -176,10 +176,10 @@ def check_result(labels: np.ndarray, study: Study, sequences: Sequence[str], bra
 
     ``brain``: the brain region of ``sequences`` when the caller has it (``inspect_inputs``), else computed."""
     if brain is None:
-        used = [s for s in sequences if s in study.images]
-        brain = np.zeros(study.shape, dtype=bool)
-        for seq in used:
-            brain |= study.images[seq] != 0
+        from . import brain_mask
+
+        used = [study.images[s] for s in sequences if s in study.images]
+        brain = brain_mask(used) if used else np.zeros(study.shape, dtype=bool)
     brain_voxels = int(np.count_nonzero(brain))
     tumour_voxels = int(np.count_nonzero(labels))
     if brain_voxels and tumour_voxels > MAX_TUMOUR_FRACTION * brain_voxels:

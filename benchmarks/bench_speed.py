@@ -72,7 +72,8 @@ inference = engine.get_backend("onnxruntime").load(card, None, None)
 mark("ONNX Runtime session (cached graph)")
 image, crop = prepare([study.images[s] for s in card.sequences], brain)
 mark("preprocess (crop, z-score)")
-labels = uncrop(engine._infer_slices(inference.run, image, engine.DEFAULT_BATCH, None, None), crop)
+labels = uncrop(engine._infer_slices(inference.run, image, engine.DEFAULT_BATCH, None, None, card, None,
+                                     inference.parallel), crop)
 mark("inference + argmax")
 spacing = study.geometry.spacing
 labels, _ = clean_and_find(labels, engine.MIN_COMPONENT_ML, spacing)  # one labelling: removal + detections
@@ -200,6 +201,45 @@ def spinning(repeats: int) -> dict[str, dict[str, float]]:
 GUI_MODELS = (MODEL, "mnv3-lraspp-v2-int8")
 
 
+def concurrency(repeats: int) -> dict[str, dict[str, float]]:
+    """Inference of one case, in-process and interleaved: one batch at a time on a 2-thread session (before)
+    vs two batches at once on a 1-thread session (``registry.split_threads``); wall and CPU s (median),
+    labels must be equal. Each model with its card's flips."""
+    import numpy as np
+
+    from napari_lightseg import engine
+    from napari_lightseg.backends import registry
+    from napari_lightseg.io import load_study
+    from napari_lightseg.models import get_card
+    from napari_lightseg.preprocess import prepare
+
+    study = load_study(DATA / "brats18" / CASES[0], with_labels=False)
+    out: dict[str, dict[str, float]] = {}
+    for name in GUI_MODELS:
+        card = get_card(name)
+        image, _ = prepare([study.images[s] for s in card.sequences])
+        setups = {"1 batch x 2 threads": (2, 1), "2 batches x 1 thread": (1, 2)}
+        runs: dict[str, list[tuple[float, float]]] = {k: [] for k in setups}
+        labels = {}
+        for _ in range(repeats):
+            for label, (threads, workers) in setups.items():
+                session = registry._ort_session(str(card.path), registry.CPU_PROVIDER, threads, card.sha256 or "")
+
+                def run(batch, session=session, names=(card.inputs[0], card.outputs[0])):
+                    return session.run([names[1]], {names[0]: batch})[0]
+
+                t, c = time.perf_counter(), time.process_time()
+                labels[label] = engine._infer_slices(run, image, engine.DEFAULT_BATCH, None, None, card, None, workers)
+                runs[label].append((time.perf_counter() - t, time.process_time() - c))
+        first, second = setups
+        for label, v in runs.items():
+            out[f"{name} | {label}"] = {"wall_s": statistics.median(w for w, _ in v),
+                                        "cpu_s": statistics.median(c for _, c in v),
+                                        "identical": float(np.array_equal(labels[first], labels[second]))}
+    return out
+
+
+
 def opened_study_runs(repeats: int) -> dict[str, dict[str, float]]:
     """What the segment widget's Run costs on a study already open in napari: ``engine.run`` in-process on a
     loaded study with the session already made (the widget keeps it), each model with its card's flips (median)."""
@@ -275,6 +315,11 @@ def markdown(res: dict) -> str:
               *[f"| {k} | {res['spinning'][k]['wall_s']:.3f} | {res['spinning'][k]['cpu_s']:.3f} |"
                 for k in ("spinning", "sleeping")], "",
               f"Labels identical: {'yes' if res['spinning']['identical']['labels'] else 'NO'}.", "",
+              "## Inference: one batch on 2 threads (before) vs two batches at once, 1 thread each (after)", "",
+              f"{CASES[0]} in-process, interleaved (median); each model with its card's flips:", "",
+              "| model | setup | wall s | CPU s | labels identical |", "|---|---|---:|---:|---|",
+              *[f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} | {'yes' if v['identical'] else 'NO'} |"
+                for k, v in res["concurrency"].items()], "",
               "## `lightseg segment` whole process, before vs after", "",
               "| case | before wall s | after wall s | after fastest wall s | before CPU s | after CPU s | masks bit-identical |",
               "|---|---:|---:|---:|---:|---:|---|"]
@@ -319,6 +364,7 @@ def main() -> None:
         res["imports"] = import_costs(args.repeats, trees)
         res["session"] = session_costs(max(args.repeats, 10))
         res["spinning"] = spinning(args.repeats)
+        res["concurrency"] = concurrency(args.repeats)
         res["whole"] = whole_process(args.repeats, trees)
         res["stages"] = stage_costs(args.repeats, ROOT)
         res["opened"] = opened_study_runs(args.repeats)

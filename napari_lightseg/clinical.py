@@ -224,6 +224,10 @@ def save_mask(plan: OutputPlan, out: str | Path, segmentation: Segmentation, stu
     sequence = grid or study.reference or next(iter(study.images))
     if grid is not None and grid not in study.images:
         raise StudyError(f"{out}: no sequence {grid!r} in {study.name} (have {', '.join(study.images)})")
+    if labels.shape != study.shape or not same_physical_grid(segmentation.geometry, study.geometry):
+        # its voxels would be written onto the wrong anatomy: refuse instead
+        raise StudyError(f"{out}: the segmentation lies on another grid ({labels.shape}) than {study.name} "
+                         f"({study.shape}); save it with the study it was made on")
     if output_kind(out) == "dicom-seg":
         import SimpleITK as sitk
 

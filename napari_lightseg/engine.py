@@ -87,7 +87,7 @@ def run(study: Study, card: ModelCard, backend: str | None = None, *, threads: i
         image, crop = prepare([study.images[s] for s in card.sequences], brain)
         timings["preprocess"] = time.perf_counter() - t
         t = time.perf_counter()
-        cropped = _infer_slices(inference.run, image, batch, progress, cancel, card, flips)
+        cropped = _infer_slices(inference.run, image, batch, progress, cancel, card, flips, inference.parallel)
         timings["inference"] = time.perf_counter() - t
         labels = uncrop(cropped, crop)
         actual_backend, actual_provider, slices = inference.backend, inference.provider, image.shape[1]
@@ -121,16 +121,17 @@ def segment_paths(paths: str | Path | list[str | Path], card: ModelCard, backend
 
 def _infer_slices(model, image: np.ndarray, batch: int, progress: ProgressCallback | None,
                   cancel: CancelCallback | None, card: ModelCard | None = None,
-                  flips: Sequence[str] | None = None) -> np.ndarray:
+                  flips: Sequence[str] | None = None, workers: int = 1) -> np.ndarray:
     """Labels (z, y, x) of a preprocessed (C, z, y, x) volume: the card's head, 2.5D context and
-    test-time flips (``flips`` None = the card's default) through ``napari_lightseg.inference``."""
+    test-time flips (``flips`` None = the card's default) through ``napari_lightseg.inference``;
+    ``workers`` batches at once (``Inference.parallel``)."""
     from . import inference
 
     head = card.head if card else "classes"
     context = card.context_slices if card else 0
     chosen = (card.test_time_flips if card else []) if flips is None else flips
     return inference.predict_volume(model, image, head=head, context=context, flips=chosen, batch=batch,
-                                    progress=progress, cancel=cancel)
+                                    progress=progress, cancel=cancel, workers=workers)
 
 
 def _peak_rss_mb() -> float:

@@ -10,6 +10,7 @@ probabilities of the flipped inputs (flipped back); "lr" flips the x axis, "ap" 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -80,9 +81,11 @@ def predict_batch(model: Model, batch: np.ndarray, head: str, flips: Sequence[st
 
 def predict_volume(model: Model, image: np.ndarray, *, head: str = "classes", context: int = 0,
                    flips: Sequence[str] = (), batch: int = 16, progress: ProgressCallback | None = None,
-                   cancel: CancelCallback | None = None) -> np.ndarray:
+                   cancel: CancelCallback | None = None, workers: int = 1) -> np.ndarray:
     """(z, y, x) labels of a preprocessed (C, z, y, x) volume, ``batch`` axial slices at a time; slices
-    with no brain in their whole context are skipped (background)."""
+    with no brain in their whole context are skipped (background). ``workers`` > 1 runs that many batches
+    at once from threads (the model must allow concurrent calls, as an ONNX Runtime session does); the
+    labels do not depend on it."""
     unknown = [f for f in flips if f not in FLIP_AXES]
     if head not in HEADS or unknown:
         raise ValueError(f"unknown head {head!r} or flips {unknown}; heads {HEADS}, flips {sorted(FLIP_AXES)}")
@@ -90,12 +93,27 @@ def predict_volume(model: Model, image: np.ndarray, *, head: str = "classes", co
     slices = image.transpose(1, 0, 2, 3)  # a view: stack_context copies one batch at a time, not the whole volume
     out = np.zeros((depth, *image.shape[2:]), dtype=np.uint8)
     brain = np.any(slices != 0, axis=(1, 2, 3))
-    for z0 in range(0, depth, batch):
+    spans = [(z0, min(z0 + batch, depth)) for z0 in range(0, depth, batch)]
+    spans = [(z0, z1) for z0, z1 in spans if brain[context_indices(depth, z0, z1, context)].any()]
+
+    def labels_of(z0: int, z1: int) -> np.ndarray:
         check_cancel(cancel)
-        z1 = min(z0 + batch, depth)
-        near = context_indices(depth, z0, z1, context)
-        if not brain[near].any():
-            continue
-        out[z0:z1] = predict_batch(model, stack_context(slices, z0, z1, context), head, flips)
-        report(progress, z1 / depth, f"slice {z1}/{depth}")
+        return predict_batch(model, stack_context(slices, z0, z1, context), head, flips)
+
+    if workers <= 1 or len(spans) <= 1:
+        for z0, z1 in spans:
+            out[z0:z1] = labels_of(z0, z1)
+            report(progress, z1 / depth, f"slice {z1}/{depth}")
+        check_cancel(cancel)
+        return out
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lightseg-inference") as pool:
+        futures = [pool.submit(labels_of, z0, z1) for z0, z1 in spans]
+        try:
+            for (z0, z1), future in zip(spans, futures):
+                out[z0:z1] = future.result()  # Cancelled raised in a worker comes out here
+                report(progress, z1 / depth, f"slice {z1}/{depth}")
+        finally:
+            for future in futures:  # on cancel or error: batches not started yet never start
+                future.cancel()
+    check_cancel(cancel)
     return out

@@ -103,6 +103,7 @@ def test_operations_undo_redo(viewer, qtbot) -> None:
     before = edited.data.copy()
     _run(qtbot, widget, widget.interpolate_button)
     assert "holds no NCR" in widget.status.text()
+    assert widget.status.text().startswith("interpolate"), widget.status.text()  # names the operation that failed
     assert np.array_equal(edited.data, before) and unsaved_layers(viewer.layers) == []
 
     widget.choose_class(3)

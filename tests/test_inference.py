@@ -84,3 +84,43 @@ def test_v2_cards_declare_how_they_run():
     card = get_card("mnv3-lraspp-v2-int8")
     assert card.head == "regions" and card.out_channels == 3 and card.context_slices == 0
     assert set(card.test_time_flips) <= set(inference.FLIP_AXES)
+
+
+def test_concurrent_batches_give_the_same_labels_in_order_and_cancel_stops_them():
+    import threading
+
+    from napari_lightseg.progress import Cancelled
+
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal((4, 11, 8, 8)).astype(np.float32)
+    threads: set[str] = set()
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        return np.concatenate([batch, batch[:, :1] * 0.5], axis=1)[:, :4]
+
+    fractions: list[float] = []
+    serial = inference.predict_volume(model, image, batch=2, context=1, flips=["lr"])
+    parallel = inference.predict_volume(model, image, batch=2, context=1, flips=["lr"], workers=2,
+                                        progress=lambda f, _m: fractions.append(f))
+    assert np.array_equal(serial, parallel)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0  # reported in slice order
+    assert any(name.startswith("lightseg-inference") for name in threads)
+
+    calls: list[int] = []
+
+    def counting(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch.shape[0])
+        return model(batch)
+
+    with pytest.raises(Cancelled):
+        inference.predict_volume(counting, image, batch=1, workers=2, cancel=lambda: len(calls) >= 2)
+    assert len(calls) < image.shape[1]  # the batches not started when Cancel came never ran
+
+
+def test_the_onnx_runtime_backend_runs_two_batches_at_once_on_two_cores():
+    from napari_lightseg.backends.registry import split_threads
+
+    assert split_threads(1) == (1, 1)
+    assert split_threads(2) == (2, 1)
+    assert split_threads(8) == (2, 4)

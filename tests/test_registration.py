@@ -1,6 +1,7 @@
 """Co-registration, resampling and world-space grids (preprocess.registration, io.grids, load_nifti_study)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -216,6 +217,12 @@ def test_save_labels_native_keeps_each_source_grid(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="input"):
         save_mask_file(tmp_path / "c_t1.nii", mask, study, grid="t1", overwrite=True)
     assert json.loads((out / "seg_t1.labels.json").read_text())["source"].endswith("c_t1.nii")
+    elsewhere = study.geometry.affine.copy()
+    elsewhere[:3, 3] += 12.0  # the same shape, 12 mm away: another study's grid
+    stray = Segmentation(labels, dataclasses.replace(study.geometry, affine=elsewhere))
+    with pytest.raises(StudyError, match="another grid"):
+        save_mask_file(out / "stray.nii.gz", stray, study)
+    assert not (out / "stray.nii.gz").exists()
 
 
 def test_register_rigid_stops_when_cancelled() -> None:

@@ -44,6 +44,7 @@ class TaskRunner(QObject):
         self.cancel_event = threading.Event()
         self.worker = None
         self._activity = None
+        self._title = ""
         self._on_partial: Callable[[Any], None] | None = None
         self.progress_bar.setRange(0, PROGRESS_STEPS)
         self.progressed.connect(self._on_progress)
@@ -66,6 +67,7 @@ class TaskRunner(QObject):
             self.status.setText(f"Busy: {title} waits until the current task ends.")
             return None
         self.cancel_event.clear()
+        self._title = title
         self._on_partial = on_partial
         if on_partial is not None:
             kwargs["deliver"] = self.delivered.emit
@@ -106,7 +108,9 @@ class TaskRunner(QObject):
             self._on_partial(item)
 
     def _on_error(self, exc: BaseException) -> None:
-        self.status.setText(CANCELLED_TEXT if isinstance(exc, Cancelled) else f"Error: {exc}".splitlines()[0])
+        # the task's name first: "remove islands failed: ..." says which of several operations went wrong
+        failed = f"{self._title} failed: {exc}".splitlines()[0]
+        self.status.setText(CANCELLED_TEXT if isinstance(exc, Cancelled) else failed)
 
     def _on_finished(self) -> None:
         self.worker = None

@@ -37,12 +37,15 @@ class BackendError(RuntimeError):
 
 @dataclass
 class Inference:
-    """A ready-to-run model: ``run(batch NCHW float32) -> logits NCHW``, and what actually runs it."""
+    """A ready-to-run model: ``run(batch NCHW float32) -> logits NCHW``, and what actually runs it.
+
+    ``parallel``: how many ``run`` calls to make at once (from that many threads) for full use of the cores."""
 
     run: Callable[[np.ndarray], np.ndarray]
     backend: str
     provider: str
     notes: list[str] = field(default_factory=list)
+    parallel: int = 1
 
 
 class Backend(Protocol):
@@ -52,6 +55,18 @@ class Backend(Protocol):
     def available(self) -> tuple[bool, str]: ...
     def providers(self) -> list[str]: ...
     def load(self, card: ModelCard, provider: str | None, threads: int | None) -> Inference: ...
+
+
+def split_threads(threads: int) -> tuple[int, int]:
+    """(concurrent runs, ONNX Runtime threads per run) for ``threads`` cores on the CPU provider.
+
+    Two batches at once, each on its own threads, beat one batch on all threads: a batch of small
+    (depthwise) convolutions leaves threads waiting at every layer's join. On 2 cores: inference of a
+    case 0.24 s vs 0.36 s (``benchmarks/RESULTS_speed.md``), labels bit-identical (each batch's outputs do not
+    depend on the thread count; ``benchmarks/check_identical.py``). ONNX Runtime sessions are safe to run
+    from several threads at once."""
+    parallel = 2 if threads >= 2 else 1
+    return parallel, max(1, threads // parallel)
 
 
 def default_threads() -> int:
@@ -84,14 +99,16 @@ class OnnxRuntimeBackend:
         if wanted not in self.providers():
             notes.append(f"{wanted} is not available here; fell back to {CPU_PROVIDER}")
             wanted = CPU_PROVIDER
+        parallel, per_run = split_threads(threads) if wanted == CPU_PROVIDER else (1, threads)
         try:
-            session = _ort_session(str(card.path), wanted, threads, card.sha256 or "")
+            session = _ort_session(str(card.path), wanted, per_run, card.sha256 or "")
         except Exception as exc:  # a provider that fails to initialise: fall back to CPU
             if wanted == CPU_PROVIDER:
                 raise BackendError(f"{card.name}: onnxruntime could not load {card.file} ({exc})") from None
             notes.append(f"{wanted} failed ({str(exc).splitlines()[0][:120]}); fell back to {CPU_PROVIDER}")
             wanted = CPU_PROVIDER
-            session = _ort_session(str(card.path), wanted, threads, card.sha256 or "")
+            parallel, per_run = split_threads(threads)
+            session = _ort_session(str(card.path), wanted, per_run, card.sha256 or "")
         actual = session.get_providers()[0]
         if actual != wanted:
             notes.append(f"{wanted} was requested but {actual} runs the model")
@@ -100,7 +117,9 @@ class OnnxRuntimeBackend:
         def run(batch: np.ndarray) -> np.ndarray:
             return session.run([output_name], {input_name: batch})[0]
 
-        return Inference(run, self.name, actual, notes)
+        if actual != CPU_PROVIDER:
+            parallel = 1
+        return Inference(run, self.name, actual, notes, parallel)
 
 
 @lru_cache(maxsize=8)

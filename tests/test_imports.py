@@ -120,7 +120,8 @@ def test_pydicom_still_importable_after_io() -> None:
 
 
 def test_segment_nifti_imports_no_dicom(tmp_path: Path) -> None:
-    """A NIfTI case segmented into NIfTI never loads the DICOM stack (pydicom, highdicom, SimpleITK)."""
+    """A NIfTI case segmented into NIfTI never loads the DICOM stack (pydicom, highdicom, SimpleITK), nor
+    scipy.ndimage (post-processing labels with cc3d, ``arrays.label``)."""
     from napari_lightseg._sample_data import write_sample_case
     from napari_lightseg.models import list_cards
 
@@ -134,4 +135,4 @@ def test_segment_nifti_imports_no_dicom(tmp_path: Path) -> None:
     loaded = _loaded_after(f"from napari_lightseg.cli import main\nassert main(['segment', {str(case)!r}, "
                            f"'--model', {cards[0]!r}, '--out', {str(out)!r}]) == 0")
     assert out.exists()
-    assert loaded & {"pydicom", "highdicom", "SimpleITK"} == set()
+    assert loaded & {"pydicom", "highdicom", "SimpleITK", "scipy.ndimage"} == set()

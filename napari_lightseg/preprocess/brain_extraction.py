@@ -3,7 +3,7 @@
 Our tumour CNNs were trained on skull-stripped BraTS data (zeros outside the brain), so a full-head
 clinical study must be stripped first. deepbet (Fisch et al., MIT licence,
 https://github.com/wwu-mmll/deepbet, version 1.0.2) is a trained two-stage extractor; this module
-reproduces its ``BrainExtraction.run_model`` + ``postprocess`` in NumPy/SciPy + ONNX Runtime (no
+reproduces its ``BrainExtraction.run_model`` + ``postprocess`` in NumPy/SciPy/cc3d + ONNX Runtime (no
 PyTorch):
 
 1. the volume in RAS voxel order (deepbet reads ``nib.as_closest_canonical``), resampled to 128^3
@@ -28,8 +28,8 @@ from typing import overload
 
 import numpy as np
 from nibabel.orientations import aff2axcodes, apply_orientation, axcodes2ornt, ornt_transform
-from scipy import ndimage
 
+from ..arrays import label
 from ..io.naming import StudyError
 from ..io.nifti import DISPLAY_AXCODES, Geometry
 from ..models.cards import CardError, ModelCard, load_card
@@ -132,8 +132,9 @@ def intensity_range(small: np.ndarray) -> tuple[float, float]:
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component (cc3d's default in deepbet); empty stays empty."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    """The largest 26-connected component (cc3d's default in deepbet); empty stays empty; of equal largest
+    ones, the first in a C-order scan (``arrays.label`` numbers as ``scipy.ndimage.label``)."""
+    labels, count = label(mask, 3)
     if count <= 1:
         return labels > 0
     sizes = np.bincount(labels.ravel())
@@ -255,6 +256,8 @@ def extract_brain_detailed(volume: np.ndarray, orientation: Orientation = DISPLA
     report(progress, 0.9, "brain extraction: cleaning the mask")
 
     t = time.perf_counter()
+    from scipy import ndimage  # here: this module is imported on every segment run (looks_skull_stripped)
+
     in_box = resample_nearest(probability > THRESHOLD, crop.shape)  # threshold commutes with nearest
     in_box = ndimage.binary_fill_holes(largest_component(in_box))
     mask = np.zeros(x.shape, dtype=bool)
@@ -279,7 +282,7 @@ def looks_skull_stripped(images: Mapping[str, np.ndarray] | np.ndarray, spacing:
     count = int(nonzero.sum())
     if count == 0 or 1.0 - count / nonzero.size < min_zero_fraction:
         return False
-    labels, n = ndimage.label(nonzero)
+    labels, n = label(nonzero, 1, raster_order=False)  # face neighbours (scipy's default structure); sizes only
     largest = int(np.bincount(labels.ravel())[1:].max()) if n else 0
     if largest < min_largest_fraction * count:
         return False

@@ -265,12 +265,12 @@ def _native_nifti(labels: np.ndarray, study: Study, sequence: str, convention: s
     that grid is the study's physical grid, nearest neighbour through its transform otherwise."""
     record = study.alignment.get(sequence)
     if record is None:  # the study's own grid (NIfTI on one grid): no SimpleITK needed
-        return study.geometry, study.geometry.to_disk(from_internal(labels, convention))
+        return study.geometry, study.geometry.to_disk(from_internal(labels, convention), "F")
     from .io.grids import array_in_geometry
     from .preprocess.registration import labels_to_native
 
     native = record.geometry
     if same_physical_grid(native, study.geometry):
-        return native, native.to_disk(from_internal(labels, convention))  # same voxel centres: same display array
+        return native, native.to_disk(from_internal(labels, convention), "F")  # same voxel centres: same display array
     return native, from_internal(array_in_geometry(labels_to_native(labels, study, sequence)), convention)
 

@@ -67,10 +67,11 @@ def save_labels(path: str | Path, classes: np.ndarray, geometry: Geometry, conve
         path = path.with_name(path.name + ".nii.gz")
     if tuple(classes.shape) != geometry.display_shape:
         raise StudyError(f"{path}: mask shape {classes.shape} does not match the study grid {geometry.display_shape}")
-    values = np.unique(classes)
-    if values.size and (values.min() < 0 or values.max() > 3):
+    array = np.asarray(classes)
+    if array.size and (array.min() < 0 or array.max() > 3):  # min/max: no sort of 9 M voxels unless refused
+        values = np.unique(array)
         raise StudyError(f"{path}: mask holds label values {values.tolist()}; only 0-3 (background, NCR, ED, ET) can be saved")
-    disk = geometry.to_disk(from_internal(classes, convention))
+    disk = geometry.to_disk(from_internal(classes, convention), "F")
     if plan is not None:
         save_nifti_like(path, disk, geometry, plan=plan)
         _write_sidecar(plan, path, convention)

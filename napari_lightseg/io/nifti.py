@@ -14,11 +14,14 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
+from . import _gzip
 from .naming import StudyError
 from .outputs import OutputPlan
 
@@ -46,9 +49,12 @@ class Geometry:
     def to_display(self, array: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(apply_orientation(array, self.ornt))
 
-    def to_disk(self, array: np.ndarray) -> np.ndarray:
+    def to_disk(self, array: np.ndarray, order: str = "C") -> np.ndarray:
+        """``array`` (display order) in the file's own voxel order; ``order="F"`` for a file writer (NIfTI
+        stores x fastest: nibabel then writes the memory as it is instead of transposing it slab by slab)."""
         back = ornt_transform(axcodes2ornt(DISPLAY_AXCODES), io_orientation(self.affine))
-        return np.ascontiguousarray(apply_orientation(array, back))
+        disk = apply_orientation(array, back)
+        return np.asfortranarray(disk) if order == "F" else np.ascontiguousarray(disk)
 
     def display_index_to_disk(self, index: np.ndarray) -> np.ndarray:
         """Map voxel indices (N x 3) from display order to the file's own array order."""
@@ -89,13 +95,17 @@ class Geometry:
 MAX_AXIS_VOXELS = 4096
 MAX_VOXELS = 1024 ** 3
 MIN_VOXEL_VOLUME_MM3 = 1e-6
+READ_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError)  # a damaged file
 
 
-def load_nifti(path: str | Path, allow_4d: bool = False) -> tuple[np.ndarray, nib.Nifti1Image]:
+def load_nifti(path: str | Path, allow_4d: bool = False, *,
+               keep_integers: bool = False) -> tuple[np.ndarray, nib.Nifti1Image]:
     """Read a NIfTI file; return (float32 data as stored, image). Every problem is a StudyError.
 
     The header is checked before the data are read: absurd sizes, and NaN/infinite or singular
     affines (sform or qform) are refused naming the file; NaN/infinite voxels are refused after.
+    ``keep_integers``: integers stored without scaling come back in their stored dtype (no float32
+    copy), for callers that only look at the values (a ground truth's label convention).
     """
     path = Path(path)
     try:
@@ -118,15 +128,37 @@ def load_nifti(path: str | Path, allow_4d: bool = False) -> tuple[np.ndarray, ni
     _check_header_size(path, tuple(int(s) for s in shape))
     _check_affine(path, img)
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+        data = _voxels(path, img, keep_integers).reshape(shape)
     except MemoryError:
         raise StudyError(f"{path}: not enough memory to read {tuple(shape)} voxels") from None
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+    except READ_ERRORS + _gzip.errors() as exc:
         raise StudyError(f"{path}: file is truncated or corrupt ({_short(exc)})") from None
     if not _always_finite(img) and not np.all(np.isfinite(data)):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise StudyError(f"{path}: {bad} voxels are NaN or infinite")
     return data, img
+
+
+def _voxels(path: Path, img: nib.Nifti1Image, keep_integers: bool) -> np.ndarray:
+    """The voxels of ``img`` as nibabel reads them (``np.asarray(img.dataobj, dtype=np.float32)``, or the stored
+    integers), with zlib-ng inflating a ``.gz`` file when it is importable (``io._gzip``).
+
+    The header, offset, dtype, order and scaling are nibabel's (its own proxy of this file): only the gzip
+    stream under it differs, read straight into the array's buffer and only as far as the header asks.
+    The image keeps its own proxy (re-reads the file, with stdlib gzip, if anyone asks for it later).
+    """
+    proxy: Any = img.dataobj
+    raw = keep_integers and _always_finite(img)
+    handle = None
+    if type(proxy) is ArrayProxy and _gzip.available() and path.name.lower().endswith(".gz"):
+        handle = open(path, "rb")  # noqa: SIM115  (closed below, after the proxy has read)
+        spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
+        proxy = ArrayProxy(_gzip.GzipStream(handle), spec, mmap=False, order=proxy.order)
+    try:
+        return proxy.get_unscaled() if raw else np.asarray(proxy, dtype=np.float32)
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def _always_finite(img: nib.Nifti1Image) -> bool:
@@ -206,12 +238,26 @@ def save_nifti_like(path: str | Path, data: np.ndarray, geometry: Geometry, over
     img.set_sform(geometry.header.get_sform(), int(geometry.header["sform_code"]))
     img.set_qform(geometry.header.get_qform(), int(geometry.header["qform_code"]))
     if plan is not None:
-        plan.write(path, lambda temp: nib.save(img, str(temp)), "mask")
+        plan.write(path, lambda temp: write_nifti(img, temp), "mask")
         return path
     with OutputPlan(inputs, overwrite=overwrite) as own:
-        own.write(path, lambda temp: nib.save(img, str(temp)), "mask")
+        own.write(path, lambda temp: write_nifti(img, temp), "mask")
         own.commit()
     return path
+
+
+def write_nifti(img: nib.Nifti1Image, path: str | Path) -> None:
+    """``nib.save(img, path)``; a ``.gz`` file compressed by zlib-ng when it is importable (``io._gzip``).
+
+    The decompressed bytes are nibabel's own (``img.to_bytes()``, what it writes into the gzip stream);
+    the file is one standard gzip member. Without zlib-ng nibabel writes it, as before.
+    """
+    if str(path).lower().endswith(".gz") and _gzip.available():
+        packed = _gzip.compress(img.to_bytes())
+        if packed is not None:
+            Path(path).write_bytes(packed)
+            return
+    nib.save(img, str(path))
 
 
 def _short(exc: BaseException) -> str:

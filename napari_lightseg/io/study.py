@@ -169,7 +169,7 @@ def study_convention(study: Study) -> str | None:
     from .labels import detect_convention, distinct_values
 
     try:
-        data, _ = load_nifti(segmentation)
+        data, _ = load_nifti(segmentation, keep_integers=True)  # the values only: no float32 copy
         return detect_convention(distinct_values(data), str(segmentation))
     except (StudyError, LabelError):
         return None  # an unreadable ground truth must not stop a run; the default convention applies

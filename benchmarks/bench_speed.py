@@ -9,7 +9,7 @@ Writes ``benchmarks/RESULTS_speed.md`` and ``benchmarks/results_speed.json``:
 3. Whole process, ``lightseg segment`` with the fastest model: the package as of ``--before`` (a git
    ref, exported to a temporary folder) and as in this checkout, interleaved so both see the same
    background load: wall and CPU (user+sys) seconds, median; the masks' sha256 must be equal
-   (bit-identical outputs) on each case. Both trees are byte-compiled first, as an installed package
+   (bit-identical outputs: the decoded label arrays, ``check_identical.label_digest``) on each case. Both trees are byte-compiled first, as an installed package
    is (this machine sets PYTHONDONTWRITEBYTECODE, which would charge ~0.1 s of compiling to every run).
 
     LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_speed.py [--repeats 7] [--before REF]
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import hashlib
 import json
 import os
 import resource
@@ -30,12 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from check_identical import label_digest  # benchmarks/ is on sys.path when this runs as a script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = Path(os.environ.get("LIGHTSEG_DATA", ROOT / ".." / "shared" / "data")).resolve()
 CASES = ["Brats18_TCIA02_606_1", "Brats18_CBICA_ALU_1"]
 MODEL = "mnv3-lraspp-int8"
-BEFORE = "13cd592"  # main before session 4's speed work
+BEFORE = "8438a20"  # main before session 5's speed work
 # children run here: ``python -c``/``-m`` put the working folder first on sys.path, before PYTHONPATH
 NEUTRAL_DIR = tempfile.gettempdir()
 IMPORTS = ["numpy", "onnxruntime", "pydicom", "nibabel", "scipy.ndimage", "SimpleITK", "napari_lightseg.io",
@@ -57,11 +58,11 @@ from napari_lightseg.metrics import class_volumes_ml
 from napari_lightseg.models import get_card
 from napari_lightseg.postprocess import clean_and_find
 from napari_lightseg.preprocess import prepare, quality, uncrop
-mark("import the engine (scipy.ndimage, ONNX Runtime)")
+mark("import the engine (cc3d; ONNX Runtime loads with the session)")
 case, out = sys.argv[1], sys.argv[2]
 card = get_card(sys.argv[3])
 study = clinical.load_nifti_study(case, with_labels=False)
-mark("read 4 NIfTI (parallel inflate)")
+mark("read 4 NIfTI (zlib-ng inflate in parallel)")
 clinical.needs_brain_extraction(study)
 mark("skull-stripped? (brain-extraction decision)")
 study.convention = study_convention(study)
@@ -69,7 +70,7 @@ mark("label convention of the ground truth file")
 study, _, brain = quality.inspect_inputs(study, card.sequences)  # the brain region, reused below
 mark("input checks (and the brain region)")
 inference = engine.get_backend("onnxruntime").load(card, None, None)
-mark("ONNX Runtime session (cached graph)")
+mark("ONNX Runtime import + session (cached graph)")
 image, crop = prepare([study.images[s] for s in card.sequences], brain)
 mark("preprocess (crop, z-score)")
 labels = uncrop(engine._infer_slices(inference.run, image, engine.DEFAULT_BATCH, None, None, card, None,
@@ -84,7 +85,7 @@ with OutputPlan([case], overwrite=True) as plan:
     clinical.plan_mask_outputs(plan, out)
     clinical.save_mask(plan, out, Segmentation(labels, study.geometry, study.convention), study)
     plan.commit()
-mark("write mask (gzip level 1) + sidecar")
+mark("write mask (zlib-ng level 2) + sidecar")
 print(json.dumps([(n, w - marks[i][1], c - marks[i][2]) for i, (n, w, c) in enumerate(marks[1:])]))
 """
 
@@ -276,7 +277,7 @@ def whole_process(repeats: int, trees: dict[str, Path]) -> list[dict]:
                     wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg.cli", "segment",
                                           str(DATA / "brats18" / case), "--model", MODEL, "--out", out, "--overwrite"],
                                          {"PYTHONPATH": str(tree), "LIGHTSEG_CACHE": f"{tmp}/cache"})
-                    digests[label] = hashlib.sha256(Path(out).read_bytes()).hexdigest()
+                    digests[label] = label_digest(Path(out))  # the decoded labels: gzip bytes may differ
                     if i:
                         runs[label].append((wall, cpu))
             rows.append({"case": case, **{f"{k}_wall_s": statistics.median(w for w, _ in v) for k, v in runs.items()},
@@ -292,16 +293,18 @@ def markdown(res: dict) -> str:
              f"{res['when']}; {os.cpu_count()} cores; load average (1 min) {res['load_start']:.2f} at start, "
              f"{res['load_end']:.2f} at end: **other jobs (model training, other test suites) shared these cores**, "
              "so wall times are inflated and noisy; CPU seconds are steadier. Medians of "
-             f"{res['repeats']}; model `{MODEL}`; *before* = `{res['before']}` (main before session 4), *after* = "
+             f"{res['repeats']}; model `{MODEL}`; *before* = `{res['before']}` (main before session 5), *after* = "
              f"this checkout ({res['after']}).", "",
-             "What changed since *before* (session 4, masks bit-identical, last table): the brain region is computed "
-             "once per run (`quality.inspect_inputs` hands it to `prepare` and `check_result`); the finite check reuses "
-             "min/max; the background offset skips its sort when zeros are the border's majority; post-processing "
-             "labels the tumour once (`postprocess.clean_and_find`: small-component removal and boxes) and counts "
-             "class volumes without an int64 copy; the skull-strip decision builds its mask once; inference copies "
-             "one batch at a time from a transposed view instead of the whole volume; float images are z-scored in "
-             "place. Earlier sessions: nibabel without pydicom, SimpleITK only where needed, ONNX Runtime threads "
-             "sleep, the cached optimized graph.", "",
+             "What changed since *before* (session 5, masks bit-identical, whole-process table): inference runs two "
+             "batches at once, each on a 1-thread ONNX Runtime session (`backends.registry.split_threads`; table "
+             "below); .nii.gz files are inflated and written with zlib-ng (`io/_gzip.py`), whose reader releases "
+             "the GIL, so the four sequences really inflate in parallel; the label convention reads the ground "
+             "truth as integers; the segment path labels components with cc3d instead of scipy.ndimage "
+             "(`arrays.label`, equal to scipy's, tests/test_labelling.py), so SciPy's ~0.3 s import is gone; "
+             "the CLI runs one BLAS thread (`_blas_threads`): OpenBLAS's idle threads no longer spin on the cores "
+             "inflation and ONNX Runtime use. Earlier sessions: the brain region once per run, one labelling for "
+             "post-processing, nibabel without pydicom, SimpleITK only where needed, ONNX Runtime threads sleep, "
+             "the cached optimized graph.", "",
              "## Imports (CPU s in a fresh interpreter, each including what it imports)", "",
              "| import | before CPU s | after CPU s |", "|---|---:|---:|"]
     lines += [f"| `{k}` | {v['before']:.3f} | {v['after']:.3f} |" for k, v in res["imports"].items()]

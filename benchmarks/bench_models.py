@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_line  # benchmarks/ is on sys.path when this runs as a script
 
 from napari_lightseg import engine
 from napari_lightseg.backends import available_backends
@@ -74,7 +75,7 @@ def main() -> None:
     for card in cards:
         emit(f"| {card.name} | {min(cli_seconds(args.case, card.name, args.threads) for _ in range(2)):.2f} |")
     header = (f"# Model speed (`benchmarks/bench_models.py`)\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads={args.threads}; load average "
+              f"{cpu_line()}, threads={args.threads}; load average "
               f"(1 min) {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end; case {args.case.name} "
               f"({'x'.join(map(str, study.shape))}); inference = best of {args.repeats} (cards' default test-time flips), "
               "`lightseg segment` = best of 2; Dice from the cards.\n\n")

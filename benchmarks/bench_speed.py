@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from check_identical import label_digest  # benchmarks/ is on sys.path when this runs as a script
+from machine import cpu_line
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -288,11 +289,30 @@ def whole_process(repeats: int, trees: dict[str, Path]) -> list[dict]:
     return rows
 
 
+def blas_threads(repeats: int) -> dict[str, dict[str, float]]:
+    """Whole ``lightseg segment`` process of this tree with the CLI's one BLAS thread (``_blas_threads``) vs
+    OpenBLAS's own default of one thread per core (``OPENBLAS_NUM_THREADS`` = cores: a user setting wins),
+    interleaved; wall and CPU s (median)."""
+    cores = str(os.cpu_count() or 1)
+    setups = {"1 (the CLI's default)": {}, f"{cores} (OpenBLAS's default)": {"OPENBLAS_NUM_THREADS": cores}}
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in setups}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats + 1):  # the first round fills the session cache and is not counted
+            for label, extra in setups.items():
+                wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg.cli", "segment", str(DATA / "brats18" / CASES[0]),
+                                      "--model", MODEL, "--out", f"{tmp}/blas.nii.gz", "--overwrite"],
+                                     {"PYTHONPATH": str(ROOT), "LIGHTSEG_CACHE": f"{tmp}/cache", **extra})
+                if i:
+                    runs[label].append((wall, cpu))
+    return {k: {"wall_s": statistics.median(w for w, _ in v), "cpu_s": statistics.median(c for _, c in v)}
+            for k, v in runs.items()}
+
+
 def markdown(res: dict) -> str:
     lines = ["# Single-case speed (`benchmarks/bench_speed.py`)", "",
-             f"{res['when']}; {os.cpu_count()} cores; load average (1 min) {res['load_start']:.2f} at start, "
-             f"{res['load_end']:.2f} at end: **other jobs (model training, other test suites) shared these cores**, "
-             "so wall times are inflated and noisy; CPU seconds are steadier. Medians of "
+             f"{res['when']}; {res.get('cpu', f'{os.cpu_count()} cores')}; load average (1 min) {res['load_start']:.2f} at start, "
+             f"{res['load_end']:.2f} at end (the benchmark itself keeps up to 2 cores busy; "
+             f"{res.get('others', 'other jobs shared these cores')}): wall times are noisy, CPU seconds steadier. Medians of "
              f"{res['repeats']}; model `{MODEL}`; *before* = `{res['before']}` (main before session 5), *after* = "
              f"this checkout ({res['after']}).", "",
              "What changed since *before* (session 5, masks bit-identical, whole-process table): inference runs two "
@@ -323,6 +343,10 @@ def markdown(res: dict) -> str:
               "| model | setup | wall s | CPU s | labels identical |", "|---|---|---:|---:|---|",
               *[f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} | {'yes' if v['identical'] else 'NO'} |"
                 for k, v in res["concurrency"].items()], "",
+              *([f"## BLAS threads in the `lightseg segment` process ({CASES[0]}, whole process, interleaved, median)", "",
+                 "| OPENBLAS_NUM_THREADS | wall s | CPU s |", "|---|---:|---:|",
+                 *[f"| {k} | {v['wall_s']:.2f} | {v['cpu_s']:.2f} |" for k, v in res["blas"].items()], ""]
+                if "blas" in res else []),
               "## `lightseg segment` whole process, before vs after", "",
               "| case | before wall s | after wall s | after fastest wall s | before CPU s | after CPU s | masks bit-identical |",
               "|---|---:|---:|---:|---:|---:|---|"]
@@ -349,13 +373,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--before", default=BEFORE, help="git ref of the package to compare with")
+    p.add_argument("--others", default="", help="what else ran on the machine, for the header (default: unknown)")
     args = p.parse_args()
     if not (DATA / "brats18").is_dir():
         sys.exit(f"bench_speed: no brats18 cases under {DATA} (set LIGHTSEG_DATA)")
     head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                           text=True).stdout.strip()
     res: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg()[0],
-                 "repeats": args.repeats, "before": args.before, "after": head}
+                 "repeats": args.repeats, "before": args.before, "after": head,
+                 "cpu": cpu_line(), "others": args.others or "other jobs may have shared these cores"}
     global NEUTRAL_DIR
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "before").mkdir()
@@ -369,6 +395,7 @@ def main() -> None:
         res["spinning"] = spinning(args.repeats)
         res["concurrency"] = concurrency(args.repeats)
         res["whole"] = whole_process(args.repeats, trees)
+        res["blas"] = blas_threads(args.repeats)
         res["stages"] = stage_costs(args.repeats, ROOT)
         res["opened"] = opened_study_runs(args.repeats)
     res["load_end"] = os.getloadavg()[0]

@@ -148,7 +148,7 @@ def stage_times(case: Path, repeats: int, threads: int) -> list[dict]:
 def peer(case: Path, repeats: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ours = [whole_process([sys.executable, "-m", "napari_lightseg.cli", "segment", str(case), "--model", FASTEST,
-                               "--threads", str(threads), "--out", f"{tmp}/ours.nii.gz"]) for _ in range(repeats)]
+                               "--threads", str(threads), "--out", f"{tmp}/ours.nii.gz", "--overwrite"]) for _ in range(repeats)]
         theirs = [whole_process([sys.executable, "-c", PEER, str(case), f"{tmp}/peer.nii.gz", str(threads)])
                   for _ in range(repeats)]
     o, p = statistics.median(w for w, _ in ours), statistics.median(w for w, _ in theirs)
@@ -164,7 +164,7 @@ def markdown(res: dict) -> str:
     lines = [
         "# Cohort throughput, stage times and energy (`benchmarks/bench_cohort.py`)", "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']:.0f} GB; Python {m['python']}; "
-        f"{res['when']}. Load average (1 min) at start {m['load_start']:.2f}, at end {m['load_end']:.2f}: "
+        f"{res['when']}. Load average (1 min) at start {m['load_start']:.2f}, at end {m['load_end']:.2f} "
         "(the benchmark itself keeps the cores busy; a start value above ~0.5 means other jobs were running): "
         "absolute times are noisy; ratios measured in the same run are the more robust numbers.",
         f"Energy: {res['energy_method']}.", "",

@@ -289,25 +289,6 @@ def whole_process(repeats: int, trees: dict[str, Path]) -> list[dict]:
     return rows
 
 
-def blas_threads(repeats: int) -> dict[str, dict[str, float]]:
-    """Whole ``lightseg segment`` process of this tree with the CLI's one BLAS thread (``_blas_threads``) vs
-    OpenBLAS's own default of one thread per core (``OPENBLAS_NUM_THREADS`` = cores: a user setting wins),
-    interleaved; wall and CPU s (median)."""
-    cores = str(os.cpu_count() or 1)
-    setups = {"1 (the CLI's default)": {}, f"{cores} (OpenBLAS's default)": {"OPENBLAS_NUM_THREADS": cores}}
-    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in setups}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(repeats + 1):  # the first round fills the session cache and is not counted
-            for label, extra in setups.items():
-                wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg.cli", "segment", str(DATA / "brats18" / CASES[0]),
-                                      "--model", MODEL, "--out", f"{tmp}/blas.nii.gz", "--overwrite"],
-                                     {"PYTHONPATH": str(ROOT), "LIGHTSEG_CACHE": f"{tmp}/cache", **extra})
-                if i:
-                    runs[label].append((wall, cpu))
-    return {k: {"wall_s": statistics.median(w for w, _ in v), "cpu_s": statistics.median(c for _, c in v)}
-            for k, v in runs.items()}
-
-
 def markdown(res: dict) -> str:
     lines = ["# Single-case speed (`benchmarks/bench_speed.py`)", "",
              f"{res['when']}; {res.get('cpu', f'{os.cpu_count()} cores')}; load average (1 min) {res['load_start']:.2f} at start, "
@@ -320,9 +301,8 @@ def markdown(res: dict) -> str:
              "below); .nii.gz files are inflated and written with zlib-ng (`io/_gzip.py`), whose reader releases "
              "the GIL, so the four sequences really inflate in parallel; the label convention reads the ground "
              "truth as integers; the segment path labels components with cc3d instead of scipy.ndimage "
-             "(`arrays.label`, equal to scipy's, tests/test_labelling.py), so SciPy's ~0.3 s import is gone; "
-             "the CLI runs one BLAS thread (`_blas_threads`): OpenBLAS's idle threads no longer spin on the cores "
-             "inflation and ONNX Runtime use. Earlier sessions: the brain region once per run, one labelling for "
+             "(`arrays.label`, equal to scipy's, tests/test_labelling.py), so SciPy's ~0.3 s import is gone. "
+             "Earlier sessions: the brain region once per run, one labelling for "
              "post-processing, nibabel without pydicom, SimpleITK only where needed, ONNX Runtime threads sleep, "
              "the cached optimized graph.", "",
              "## Imports (CPU s in a fresh interpreter, each including what it imports)", "",
@@ -343,10 +323,6 @@ def markdown(res: dict) -> str:
               "| model | setup | wall s | CPU s | labels identical |", "|---|---|---:|---:|---|",
               *[f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} | {'yes' if v['identical'] else 'NO'} |"
                 for k, v in res["concurrency"].items()], "",
-              *([f"## BLAS threads in the `lightseg segment` process ({CASES[0]}, whole process, interleaved, median)", "",
-                 "| OPENBLAS_NUM_THREADS | wall s | CPU s |", "|---|---:|---:|",
-                 *[f"| {k} | {v['wall_s']:.2f} | {v['cpu_s']:.2f} |" for k, v in res["blas"].items()], ""]
-                if "blas" in res else []),
               "## `lightseg segment` whole process, before vs after", "",
               "| case | before wall s | after wall s | after fastest wall s | before CPU s | after CPU s | masks bit-identical |",
               "|---|---:|---:|---:|---:|---:|---|"]
@@ -395,7 +371,6 @@ def main() -> None:
         res["spinning"] = spinning(args.repeats)
         res["concurrency"] = concurrency(args.repeats)
         res["whole"] = whole_process(args.repeats, trees)
-        res["blas"] = blas_threads(args.repeats)
         res["stages"] = stage_costs(args.repeats, ROOT)
         res["opened"] = opened_study_runs(args.repeats)
     res["load_end"] = os.getloadavg()[0]

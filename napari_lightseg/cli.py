@@ -16,7 +16,6 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import _blas_threads  # noqa: F401  (first: sets the BLAS thread count before NumPy loads)
 from .cli_batch import add_batch_parser
 from .inference import FLIP_OPTIONS
 from .io import CONVENTIONS, SEQUENCES, LabelError, StudyError, discover, is_nifti, role_of

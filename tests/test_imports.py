@@ -34,7 +34,7 @@ def test_qt_only_in_qt_package() -> None:
 # Each top-level module or package of the plugin by layer: a module may import its own layer or lower ones,
 # never a higher one (lazy imports inside functions count too). A new module must be placed here.
 LAYERS: dict[str, int] = {
-    "__init__": 0, "models": 0, "progress": 0, "energy": 0, "arrays": 0, "_blas_threads": 0,  # leaves
+    "__init__": 0, "models": 0, "progress": 0, "energy": 0, "arrays": 0,  # leaves
     "io": 1,  # reading and writing studies, masks, DICOM
     "types": 2, "preprocess": 2, "display": 2, "metrics": 2, "backends": 2, "inference": 2,  # nouns and pure compute
     "postprocess": 3, "pcnn": 3, "correction": 3, "layers": 3, "compare": 3,
@@ -137,20 +137,3 @@ def test_segment_nifti_imports_no_dicom(tmp_path: Path) -> None:
     assert out.exists()
     assert loaded & {"pydicom", "highdicom", "SimpleITK", "scipy.ndimage"} == set()
 
-
-def test_cli_process_runs_one_blas_thread_unless_the_user_chose() -> None:
-    """The CLI sets one BLAS thread before NumPy loads (``_blas_threads``); a user's own setting wins."""
-    import os
-    import subprocess
-    import sys
-
-    probe = ("import napari_lightseg.cli, numpy, os\nfrom threadpoolctl import threadpool_info\n"
-             "print(os.environ['OPENBLAS_NUM_THREADS'], [i['num_threads'] for i in threadpool_info() "
-             "if i['internal_api'] == 'openblas'])")
-    base = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    base["PYTHONPATH"] = str(PACKAGE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ours = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=base, check=True)
-    assert ours.stdout.split()[0] == "1" and "2" not in ours.stdout.split("[")[1]
-    theirs = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            env={**base, "OPENBLAS_NUM_THREADS": "2"}, check=True)
-    assert theirs.stdout.split()[0] == "2"

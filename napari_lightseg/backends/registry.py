@@ -61,8 +61,9 @@ def split_threads(threads: int) -> tuple[int, int]:
     """(concurrent runs, ONNX Runtime threads per run) for ``threads`` cores on the CPU provider.
 
     Two batches at once, each on its own threads, beat one batch on all threads: a batch of small
-    (depthwise) convolutions leaves threads waiting at every layer's join. On 2 cores: inference of a
-    case 0.24 s vs 0.36 s (``benchmarks/RESULTS_speed.md``), labels bit-identical (each batch's outputs do not
+    (depthwise) convolutions leaves threads waiting at every layer's join. On 2 cores, inference of a
+    case: mnv3-lraspp-int8 0.25 vs 0.33 s, mnv3-lraspp-v2-int8 with flips 0.72 vs 1.03 s
+    (``benchmarks/RESULTS_speed.md``); labels bit-identical (each batch's outputs do not
     depend on the thread count; ``benchmarks/check_identical.py``). ONNX Runtime sessions are safe to run
     from several threads at once."""
     parallel = 2 if threads >= 2 else 1

@@ -93,7 +93,7 @@ def test_pcnn_detection_without_a_box_says_so(viewer_with_sample):
 def _check_runs_table_is_the_run_report(widget):
     """The runs table, its tooltip and CSV are ``RunReport.row()``; the energy estimate is a visible column
     whose header names the method (issue #12)."""
-    from napari_lightseg._qt.segment_widget import RUN_COLUMNS, TABLE_COLUMNS
+    from napari_lightseg._qt.runs_table import RUN_COLUMNS, TABLE_COLUMNS
     from napari_lightseg.types import RunReport
 
     assert RUN_COLUMNS == RunReport.COLUMNS
@@ -102,5 +102,6 @@ def _check_runs_table_is_the_run_report(widget):
     assert tuple(row) == RunReport.COLUMNS and row["energy_j"] > 0 and row["energy_method"]
     column = [key for key, _ in TABLE_COLUMNS].index("energy_j")
     header = widget.table.horizontalHeaderItem(column)
-    assert header.text() == "energy J" and row["energy_method"] in header.toolTip()
-    assert widget.table.item(widget.table.rowCount() - 1, column).text() == str(row["energy_j"])
+    assert header.text().split() == ["energy", "J"] and row["energy_method"] in header.toolTip()
+    assert widget.table.item(widget.table.rowCount() - 1, column).text() == f"{row['energy_j']:.1f}"  # rounded for reading
+    assert str(row["energy_j"]) in widget.table.item(widget.table.rowCount() - 1, column).toolTip()  # every digit kept

@@ -5,17 +5,13 @@ from __future__ import annotations
 import napari
 import numpy as np
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QApplication,
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QWidget,
 )
 
@@ -25,19 +21,13 @@ from ..clinical_view import clinical_source, open_and_segment
 from ..display import slice_rectangles, tumour_center_slice
 from ..io import StudyError
 from ..layers import boxes_layers, labels_layer, lightseg_metadata, sequence_layers, study_from_layers
-from ..types import RunReport
 from .common import add_or_replace, scrolling_body
 from .pickers import ModelPicker, ParameterBox, fill_layer_choices, sequence_combos
 from .results import ResultPanel, focus_result, install_orientation_markers
+from .runs_table import RUN_COLUMNS, RunsTable
 from .study_panel import StudyPanel
 from .view3d import show_2d, show_3d
 from .worker import TaskRunner
-
-RUN_COLUMNS = RunReport.COLUMNS  # the CSV and each row's tooltip: one run's report (types.RunReport.row)
-# what fits a dock: the rest is in each row's tooltip and in the CSV
-TABLE_COLUMNS = (("model", "model"), ("total_s", "total s"), ("ms_per_slice", "ms/slice"), ("energy_j", "energy J"),
-                 ("WT_ml", "WT mL"))
-ENERGY_TIP = "Energy of the run in joules ({method}); CPU seconds and Wh in the row's tooltip and the CSV"
 
 
 class SegmentWidget(QWidget):
@@ -77,13 +67,7 @@ class SegmentWidget(QWidget):
         self.results = ResultPanel(self.viewer)
         layout.addWidget(self.results)
 
-        self.table = QTableWidget(0, len(TABLE_COLUMNS))
-        self.table.setHorizontalHeaderLabels([title for _, title in TABLE_COLUMNS])
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setWordWrap(True)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setToolTip("Runs of this session; hover a row for every timing and volume, or copy them as CSV")
-        self.table.setMinimumHeight(90)
+        self.table = RunsTable()
         layout.addWidget(self.table)
         self.copy_button = QPushButton("Copy runs as CSV")
         layout.addWidget(self.copy_button)
@@ -222,18 +206,7 @@ class SegmentWidget(QWidget):
 
     # ----------------------------------------------------------------- timings
     def _refresh_table(self):
-        self.table.setRowCount(len(self.runs))
-        methods = sorted({str(row["energy_method"]) for row in self.runs if row["energy_method"]})
-        energy = self.table.horizontalHeaderItem([key for key, _ in TABLE_COLUMNS].index("energy_j"))
-        if energy is not None:  # the method (measured or estimated) names itself where the number is
-            energy.setToolTip(ENERGY_TIP.format(method="; ".join(methods) or "method shown after a run"))
-        for r, row in enumerate(self.runs):
-            tip = "\n".join(f"{key}: {row[key]}" for key in RUN_COLUMNS)
-            for c, (key, _) in enumerate(TABLE_COLUMNS):
-                item = QTableWidgetItem(str(row[key]))
-                item.setToolTip(tip)
-                self.table.setItem(r, c, item)
-        self.table.resizeRowsToContents()
+        self.table.show_runs(self.runs)
 
     def runs_csv(self) -> str:
         lines = [",".join(RUN_COLUMNS)] + [",".join(str(row[k]) for k in RUN_COLUMNS) for row in self.runs]

@@ -210,9 +210,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"lightseg serve: asked the server at {path} to stop")
         return 0
     if args.status:
-        info = serve.ping(path)
+        info = serve.ping(path, timeout=30.0)  # a server finishes its job before it answers
         if info is None:
-            print(f"lightseg serve: no server at {path}")
+            print(f"lightseg serve: no server answers at {path}")
             return 1
         same = "the same code" if info.get("code") == serve.code_key() else "other code (not used)"
         print(f"lightseg serve: a server runs at {path} (pid {info.get('pid')}, {info.get('jobs')} jobs, {same})")

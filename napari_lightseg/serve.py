@@ -149,10 +149,10 @@ def request(path: str, message: dict[str, Any], timeout: float | None = 5.0) -> 
         return recv_message(sock)
 
 
-def ping(path: str) -> dict[str, Any] | None:
-    """The server's ``ping`` answer, or None when no server answers at ``path``."""
+def ping(path: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The server's ``ping`` answer, or None when no server answers at ``path`` within ``timeout`` seconds."""
     try:
-        return request(path, {"op": "ping"}, timeout=2.0)
+        return request(path, {"op": "ping"}, timeout=timeout)
     except (OSError, ServeError):
         return None
 
@@ -282,10 +282,20 @@ class Server:
         if reason is not None:
             send_message(conn, {"accepted": False, "reason": reason})
             return
+        if _closed(conn):  # a client that gave up waiting (it runs the job itself): never run it twice
+            return
         assert isinstance(argv, list) and isinstance(cwd, str)
         send_message(conn, {"accepted": True})
         self.jobs += 1
         send_message(conn, run_job(argv, cwd, conn))
+
+
+def _closed(conn: socket.socket) -> bool:
+    """True when the client has closed its end (it sends nothing after its request)."""
+    import select
+
+    readable, _, _ = select.select([conn], [], [], 0)
+    return bool(readable)
 
 
 def run_job(argv: list[str], cwd: str, conn: socket.socket | None = None) -> dict[str, Any]:
@@ -349,12 +359,24 @@ def run_job(argv: list[str], cwd: str, conn: socket.socket | None = None) -> dic
     return {"rc": int(result.get("rc", 1)), "stdout": out.getvalue(), "stderr": err.getvalue()}
 
 
+def _warm_up() -> None:
+    """Import what every job needs before the first one arrives (the sessions come with each model's first job)."""
+    import contextlib
+    import importlib
+
+    from . import cli, clinical, engine  # noqa: F401
+
+    with contextlib.suppress(ImportError):  # a torch-only install: its backend loads with its first job
+        importlib.import_module("onnxruntime")
+
+
 def serve_forever(socket_path: str | None = None, *, idle_exit: float | None = None, ready_event: Any = None,
                   stop_event: Any = None, announce: bool = False) -> Server:
     """Bind and serve until stopped; ``ready_event`` is set once the socket accepts connections."""
     server = Server(socket_path, idle_exit=idle_exit)
     server.bind()
     try:
+        _warm_up()
         if announce:
             print(f"lightseg serve: listening on {server.path} (pid {os.getpid()}); Ctrl+C to stop", flush=True)
         if ready_event is not None:
@@ -365,9 +387,9 @@ def serve_forever(socket_path: str | None = None, *, idle_exit: float | None = N
     return server
 
 
-def stop(path: str) -> bool:
-    """Ask the server at ``path`` to exit; False when none answers."""
+def stop(path: str, timeout: float = 60.0) -> bool:
+    """Ask the server at ``path`` to exit (after the job it runs, if any); False when none answers."""
     try:
-        return bool(request(path, {"op": "stop"}).get("stopping"))
+        return bool(request(path, {"op": "stop"}, timeout=timeout).get("stopping"))
     except (OSError, ServeError):
         return False

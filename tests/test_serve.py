@@ -306,3 +306,16 @@ def test_served_client_imports_no_numpy(sample_case, sock_path, tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"rc": 0, "heavy": []}
     assert (tmp_path / "seg.nii.gz").exists()
+
+
+def test_abandoned_request_never_runs(sample_case, tmp_path):
+    """A client that gave up waiting (a busy server) runs the job itself: the server must not run it too."""
+    server = serve.Server(str(tmp_path / "unbound.sock"))
+    client, end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    out = tmp_path / "seg.nii.gz"
+    serve.send_message(client, {"op": "run", "code": server.code, "cwd": str(tmp_path),
+                                "argv": ["segment", str(sample_case), "--out", str(out)]})
+    client.close()
+    with end:
+        server._handle(end)
+    assert server.jobs == 0 and not out.exists()

@@ -11,6 +11,8 @@ Writes ``benchmarks/RESULTS_speed.md`` and ``benchmarks/results_speed.json``:
    background load: wall and CPU (user+sys) seconds, median; the masks' sha256 must be equal
    (bit-identical outputs: the decoded label arrays, ``check_identical.label_digest``) on each case. Both trees are byte-compiled first, as an installed package
    is (this machine sets PYTHONDONTWRITEBYTECODE, which would charge ~0.1 s of compiling to every run).
+4. ``lightseg segment`` as a client of a warm ``lightseg serve`` vs cold (``served``): client wall and CPU,
+   the server's own CPU per job, bit-identical masks.
 
     LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_speed.py [--repeats 7] [--before REF]
 """
@@ -289,6 +291,58 @@ def whole_process(repeats: int, trees: dict[str, Path]) -> list[dict]:
     return rows
 
 
+def _process_cpu(pid: int) -> float:
+    """User+system CPU seconds a running process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def served(repeats: int, case: str = CASES[0]) -> dict:
+    """``lightseg segment`` as a whole client process with a warm ``lightseg serve`` vs cold (LIGHTSEG_SERVE=0),
+    interleaved; medians of the client's wall and CPU seconds and of the server's CPU seconds per job; the
+    masks' decoded labels must be equal. The first round (sessions made, caches filled) is not counted."""
+    from napari_lightseg import serve
+
+    compileall.compile_dir(str(ROOT / "napari_lightseg"), quiet=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = f"{tmp}/serve.sock"
+        env = {"PYTHONPATH": str(ROOT), "LIGHTSEG_SERVE_SOCKET": sock, "LIGHTSEG_CACHE": f"{tmp}/cache"}
+        server = subprocess.Popen([sys.executable, "-m", "napari_lightseg.cli", "serve", "--socket", sock],
+                                  env={**os.environ, **env}, cwd=NEUTRAL_DIR, stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while serve.ping(sock) is None:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"lightseg serve did not start (exit {server.poll()})")
+                time.sleep(0.05)
+            runs: dict[str, list[tuple[float, float, float]]] = {"served": [], "cold": []}
+            digests = {}
+            for i in range(repeats + 1):
+                for label, extra in (("served", {}), ("cold", {"LIGHTSEG_SERVE": "0"})):
+                    out = f"{tmp}/{label}.nii.gz"
+                    before = _process_cpu(server.pid)
+                    wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg._entry", "segment",
+                                          str(DATA / "brats18" / case), "--model", MODEL, "--out", out, "--overwrite"],
+                                         {**env, **extra})
+                    server_cpu = _process_cpu(server.pid) - before
+                    digests[label] = label_digest(Path(out))
+                    if i:
+                        runs[label].append((wall, cpu, server_cpu))
+            jobs = (serve.ping(sock) or {}).get("jobs")
+        finally:
+            if not serve.stop(sock):
+                server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    med = {f"{k}_{name}": statistics.median(r[j] for r in v) for k, v in runs.items()
+           for j, name in enumerate(("wall_s", "cpu_s", "server_cpu_s"))}
+    return {"case": case, **med, "served_wall_min_s": min(r[0] for r in runs["served"]),
+            "jobs_served": jobs, "runs": repeats + 1, "identical": digests["served"] == digests["cold"],
+            "sha256": digests["served"]}
+
+
 def markdown(res: dict) -> str:
     lines = ["# Single-case speed (`benchmarks/bench_speed.py`)", "",
              f"{res['when']}; {res.get('cpu', f'{os.cpu_count()} cores')}; load average (1 min) {res['load_start']:.2f} at start, "
@@ -342,6 +396,18 @@ def markdown(res: dict) -> str:
                   "inference, post-processing; no reading, no imports, no writing.", "",
                   "| model | wall s | CPU s |", "|---|---:|---:|"]
         lines += [f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} |" for k, v in res["opened"].items()]
+    if "served" in res:
+        r = res["served"]
+        lines += ["", "## `lightseg segment` with a warm `lightseg serve` vs cold", "",
+                  f"{r['case']}, `{MODEL}`, interleaved (median): the whole client process (`python -m "
+                  f"napari_lightseg._entry segment ...`) handing its job to a running server, vs the same command "
+                  f"with `LIGHTSEG_SERVE=0` (a cold local run). The server's CPU is its own, per job "
+                  f"({r['jobs_served']} of {r['runs']} jobs served).", "",
+                  "| run | client process wall s | client CPU s | server CPU s |", "|---|---:|---:|---:|",
+                  f"| warm server | {r['served_wall_s']:.3f} (fastest {r['served_wall_min_s']:.3f}) | "
+                  f"{r['served_cpu_s']:.3f} | {r['served_server_cpu_s']:.3f} |",
+                  f"| cold (local) | {r['cold_wall_s']:.3f} | {r['cold_cpu_s']:.3f} | - |", "",
+                  f"Masks bit-identical (decoded labels): {'yes' if r['identical'] else 'NO'} (`{r['sha256'][:12]}`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -371,6 +437,7 @@ def main() -> None:
         res["spinning"] = spinning(args.repeats)
         res["concurrency"] = concurrency(args.repeats)
         res["whole"] = whole_process(args.repeats, trees)
+        res["served"] = served(args.repeats)
         res["stages"] = stage_costs(args.repeats, ROOT)
         res["opened"] = opened_study_runs(args.repeats)
     res["load_end"] = os.getloadavg()[0]

@@ -22,7 +22,7 @@ from .io import CONVENTIONS, SEQUENCES, LabelError, StudyError, discover, is_nif
 from .io.naming import is_junk
 from .io.outputs import OutputPlan
 from .models import RECOMMENDED, CardError, recommended_name
-from .progress import Cancelled
+from .progress import CancelCallback, Cancelled, check_cancel
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 MAX_MESSAGE = 300
@@ -110,6 +110,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     kind = clinical.output_kind(args.out)
     overrides = parse_sequence_overrides(args.sequence or [])
     card = get_card(args.model or recommended_name())
+    cancel: CancelCallback | None = getattr(args, "cancel", None)  # main(cancel=...): the server's client went away
     folder = clinical.dicom_folder(args.inputs)
     if kind == "dicom-seg" and folder is None:
         raise UsageError(f"{args.out}: a DICOM-SEG output needs a DICOM study folder as input")
@@ -122,9 +123,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         progress = _terminal_progress("segment")
         t = time.perf_counter()
         study = clinical.open_study(args.inputs, sequences=overrides, reference=args.reference, brain=args.brain,
-                                    progress=progress)
+                                    progress=progress, cancel=cancel)
         result = engine.run(study, card, args.backend, threads=args.threads, flips=FLIP_CHOICES[args.flips], progress=progress,
-                            load_seconds=time.perf_counter() - t)
+                            cancel=cancel, load_seconds=time.perf_counter() - t)
         t = time.perf_counter()
         # the study's own convention read now, as before: open_study may have left study.convention unset
         clinical.save_mask(plan, args.out, result.segmentation, study, grid=args.grid,
@@ -133,6 +134,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if args.report:
             report = result.report.as_dict()  # types.RunReport: the one shape of a run
             plan.write(args.report, lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
+        check_cancel(cancel)  # the last moment a cancel keeps every output unwritten
         plan.commit()
     for note in result.report.notes:
         print(f"lightseg: note: {note}", file=sys.stderr)
@@ -196,6 +198,36 @@ def cmd_view(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the warm server in the foreground, or ask one to stop, or say whether one runs."""
+    from . import serve
+
+    path = args.socket or serve.default_socket_path()
+    if args.stop:
+        if not serve.stop(path):
+            print(f"lightseg serve: no server at {path}", file=sys.stderr)
+            return 1
+        print(f"lightseg serve: asked the server at {path} to stop")
+        return 0
+    if args.status:
+        info = serve.ping(path, timeout=30.0)  # a server finishes its job before it answers
+        if info is None:
+            print(f"lightseg serve: no server answers at {path}")
+            return 1
+        same = "the same code" if info.get("code") == serve.code_key() else "other code (not used)"
+        print(f"lightseg serve: a server runs at {path} (pid {info.get('pid')}, {info.get('jobs')} jobs, {same})")
+        return 0
+    if args.idle_exit is not None and args.idle_exit <= 0:
+        raise UsageError("--idle-exit must be a positive number of seconds")
+    try:
+        serve.serve_forever(path, idle_exit=args.idle_exit, announce=True)
+    except serve.ServeError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        pass  # Ctrl+C is how a foreground server ends
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Define the lightseg command line: its subcommands, their options and help."""
     parser = _Parser(prog="lightseg", description="Brain-tumour segmentation on a CPU.")
@@ -251,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", default=None, help="save the window as PNG and exit")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("serve", help="keep a warm process that runs `lightseg segment` jobs faster (foreground)")
+    p.add_argument("--socket", default=None,
+                   help="Unix socket path (default: $LIGHTSEG_SERVE_SOCKET, else $XDG_RUNTIME_DIR/napari-lightseg/serve.sock)")
+    p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS", help="exit after this long without a job")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--stop", action="store_true", help="ask the running server to exit")
+    what.add_argument("--status", action="store_true", help="say whether a server runs (exit status 0) or not (1)")
+    p.set_defaults(func=cmd_serve)
     add_batch_parser(sub)
     return parser
 
@@ -268,12 +309,17 @@ def _error(message: object, code: int, debug: bool) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line and turn errors into messages and exit codes instead of tracebacks."""
+def main(argv: list[str] | None = None, cancel: CancelCallback | None = None) -> int:
+    """Run the command line and turn errors into messages and exit codes instead of tracebacks.
+
+    ``cancel`` (``lightseg serve``): polled during ``segment``; once it answers True the run stops (exit 130)
+    before any output is committed.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.cancel = cancel
         return args.func(args)
     except (Cancelled, KeyboardInterrupt):
         print("lightseg: cancelled; no output was written", file=sys.stderr)

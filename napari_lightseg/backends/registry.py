@@ -62,7 +62,7 @@ def split_threads(threads: int) -> tuple[int, int]:
 
     Two batches at once, each on its own threads, beat one batch on all threads: a batch of small
     (depthwise) convolutions leaves threads waiting at every layer's join. On 2 cores, inference of a
-    case: mnv3-lraspp-int8 0.25 vs 0.33 s, mnv3-lraspp-v2-int8 with flips 0.72 vs 1.03 s
+    case: mnv3-lraspp-int8 0.25 vs 0.32 s, mnv3-lraspp-v2-int8 with flips 0.72 vs 1.01 s
     (``benchmarks/RESULTS_speed.md``); labels bit-identical (each batch's outputs do not
     depend on the thread count; ``benchmarks/check_identical.py``). ONNX Runtime sessions are safe to run
     from several threads at once."""

@@ -343,6 +343,36 @@ def served(repeats: int, case: str = CASES[0]) -> dict:
             "sha256": digests["served"]}
 
 
+def served_only(repeats: int) -> None:
+    """The warm-server table alone, for this interpreter; also what its start-up loads (``site``'s .pth files:
+    an editable install adds an import finder to every Python start)."""
+    import site
+
+    pth = sorted(p.name for d in site.getsitepackages() for p in Path(d).glob("*.pth"))
+    start = statistics.median(child([sys.executable, "-c", "pass"])[0] for _ in range(max(repeats, 5)))
+    load = os.getloadavg()[0]
+    r = served(repeats)
+    head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                          text=True).stdout.strip()
+    title = "# `lightseg segment` with a warm `lightseg serve` (`benchmarks/bench_speed.py --served-only`)\n\nOne section a run, newest last.\n"
+    text = "\n".join([
+        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+        f"{cpu_line()}; load average (1 min) {load:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end; code of this checkout ({head}); interpreter `{sys.executable}` "
+        f"(prefix `{sys.prefix}`); its site-packages' .pth files: {', '.join(pth) or 'none'}; "
+        f"`python -c pass` {start:.3f} s wall (median). Medians of {repeats}, interleaved, {r['case']}, `{MODEL}`.", "",
+        "| run | client process wall s | client CPU s | server CPU s |", "|---|---:|---:|---:|",
+        f"| warm server | {r['served_wall_s']:.3f} (fastest {r['served_wall_min_s']:.3f}) | {r['served_cpu_s']:.3f} | "
+        f"{r['served_server_cpu_s']:.3f} |",
+        f"| cold (local) | {r['cold_wall_s']:.3f} | {r['cold_cpu_s']:.3f} | - |", "",
+        f"Jobs served: {r['jobs_served']} of {r['runs']}. Masks bit-identical (decoded labels): "
+        f"{'yes' if r['identical'] else 'NO'} (`{r['sha256'][:12]}`).", ""])
+    path = HERE / "RESULTS_speed_served.md"
+    earlier = path.read_text() if path.exists() else title
+    path.write_text(earlier.rstrip("\n") + "\n\n" + text)  # runs vary a lot here: keep every one
+    print(text)
+
+
 def markdown(res: dict) -> str:
     lines = ["# Single-case speed (`benchmarks/bench_speed.py`)", "",
              f"{res['when']}; {res.get('cpu', f'{os.cpu_count()} cores')}; load average (1 min) {res['load_start']:.2f} at start, "
@@ -416,9 +446,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--before", default=BEFORE, help="git ref of the package to compare with")
     p.add_argument("--others", default="", help="what else ran on the machine, for the header (default: unknown)")
+    p.add_argument("--served-only", action="store_true",
+                   help="only the warm-server table, into RESULTS_speed_served.md: run it with another interpreter "
+                        "(e.g. a venv with a plain, non-editable install) to see its start-up cost")
     args = p.parse_args()
     if not (DATA / "brats18").is_dir():
         sys.exit(f"bench_speed: no brats18 cases under {DATA} (set LIGHTSEG_DATA)")
+    if args.served_only:
+        served_only(args.repeats)
+        return
     head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
                           text=True).stdout.strip()
     res: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg()[0],

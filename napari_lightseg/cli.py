@@ -25,6 +25,7 @@ from .models import RECOMMENDED, CardError, recommended_name
 from .progress import CancelCallback, Cancelled, check_cancel
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+CANCEL_LINE = "lightseg: cancelled; no output was written"  # _entry repeats it (it must not import this module)
 MAX_MESSAGE = 300
 
 
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None, cancel: CancelCallback | None = None) ->
         args.cancel = cancel
         return args.func(args)
     except (Cancelled, KeyboardInterrupt):
-        print("lightseg: cancelled; no output was written", file=sys.stderr)
+        print(CANCEL_LINE, file=sys.stderr)
         return EXIT_CANCELLED
     except (StudyError, CardError, LabelError, UsageError, ValueError) as exc:
         return _error(exc, EXIT_BAD_INPUT, debug)

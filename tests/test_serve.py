@@ -319,3 +319,11 @@ def test_abandoned_request_never_runs(sample_case, tmp_path):
     with end:
         server._handle(end)
     assert server.jobs == 0 and not out.exists()
+
+
+def test_the_client_speaks_as_the_cli_does() -> None:
+    """_entry repeats the CLI's cancel line and exit codes (it must not import the CLI): they must not drift."""
+    from napari_lightseg import _entry, cli
+
+    assert (_entry.CANCEL_LINE, _entry.EXIT_INTERNAL, _entry.EXIT_CANCELLED) == (cli.CANCEL_LINE, cli.EXIT_INTERNAL,
+                                                                                  cli.EXIT_CANCELLED)

@@ -1,9 +1,8 @@
 """gzip for ``.nii.gz``: zlib-ng when it is importable, else Python's own zlib (through nibabel, as before).
 
-Why: inflating the four sequences of a case was most of the read stage of ``lightseg segment``. On the
-2-core test machine one 17.9 MB BraTS volume (2.2 MB gzip) inflates in ~0.06 s with stdlib zlib and
-~0.025 s with zlib-ng (python-zlib-ng, the python-isal authors' binding; ~2 ms to import); a 46 kB
-label file in 0.023 s vs 0.002 s. zlib-ng's C gzip reader releases the GIL while it inflates, so the
+Why: inflating the four sequences of a case was most of the read stage of ``lightseg segment``; zlib-ng
+(python-zlib-ng, the python-isal authors' binding) inflates about twice as fast as stdlib zlib (stages
+before and after in ``benchmarks/RESULTS_speed.md``). Its C gzip reader releases the GIL while it inflates, so the
 threads of ``io.study.read_sequences`` run in parallel, and it decompresses straight into the array's
 buffer (``readinto``), reading only the bytes the header asks for, as nibabel does.
 
@@ -28,9 +27,9 @@ def _import_zlib_ng() -> Any:
 
 _zlib_ng = _import_zlib_ng()  # tests set it to None for the fallback
 
-# zlib-ng's levels are not stdlib zlib's: its level 1 (deflate_quick, static Huffman codes) made a BraTS
-# mask 1.8x the size of stdlib level 1 (nibabel's default); its level 2 made it half that size, ~5x faster
-# (120 kB / 2.5 ms, 36 kB / 3 ms vs stdlib level 1: 68 kB / 14 ms for a 9 MB uint8 mask).
+# zlib-ng's levels are not stdlib zlib's: its level 1 (deflate_quick, static Huffman codes) makes masks larger
+# than stdlib level 1 (nibabel's default); its level 2 makes them no larger (on BraTS masks, smaller) and is faster
+# (tests/test_gzip_io.py bounds the size by stdlib level 1's, with 20% slack).
 WRITE_LEVEL = 2
 
 

@@ -252,12 +252,11 @@ def write_nifti(img: nib.Nifti1Image, path: str | Path) -> None:
     The decompressed bytes are nibabel's own (``img.to_bytes()``, what it writes into the gzip stream);
     the file is one standard gzip member. Without zlib-ng nibabel writes it, as before.
     """
-    if str(path).lower().endswith(".gz") and _gzip.available():
-        packed = _gzip.compress(img.to_bytes())
-        if packed is not None:
-            Path(path).write_bytes(packed)
-            return
-    nib.save(img, str(path))
+    packed = _gzip.compress(img.to_bytes()) if str(path).lower().endswith(".gz") else None
+    if packed is None:  # not gzip, or no zlib-ng
+        nib.save(img, str(path))
+    else:
+        Path(path).write_bytes(packed)
 
 
 def _short(exc: BaseException) -> str:

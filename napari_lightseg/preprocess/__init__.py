@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrays import bounding_box
+
 PAD_MULTIPLE = 16
 CLIP_Z = 5.0
 
@@ -40,22 +42,16 @@ def brain_mask(volume: np.ndarray | list[np.ndarray]) -> np.ndarray:
 def brain_crop(mask: np.ndarray, margin: int = 2) -> Crop:
     """Bounding box of the mask, with a margin, grown in Y/X to a multiple of ``PAD_MULTIPLE``."""
     shape = mask.shape
-    if not mask.any():
-        return Crop(slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]), shape)
-    bounds: list[slice] = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        lo, hi = max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, shape[axis])
-        if axis > 0:  # in-plane: grow symmetrically to a multiple, staying inside where possible
-            want = -(-(hi - lo) // PAD_MULTIPLE) * PAD_MULTIPLE
-            grow = want - (hi - lo)
-            lo = max(lo - grow // 2, 0)
-            hi = lo + want
-            if hi > shape[axis]:
-                hi = shape[axis]
-                lo = max(hi - want, 0)
-        bounds.append(slice(lo, hi))
+    bounds = list(bounding_box(mask, margin))  # the whole volume when the mask is empty
+    for axis in (1, 2):  # in-plane: grow symmetrically to a multiple, staying inside where possible
+        lo, hi = bounds[axis].start, bounds[axis].stop
+        want = -(-(hi - lo) // PAD_MULTIPLE) * PAD_MULTIPLE
+        lo = max(lo - (want - (hi - lo)) // 2, 0)
+        hi = lo + want
+        if hi > shape[axis]:
+            hi = shape[axis]
+            lo = max(hi - want, 0)
+        bounds[axis] = slice(lo, hi)
     return Crop(bounds[0], bounds[1], bounds[2], shape=shape)
 
 

@@ -327,3 +327,20 @@ def test_the_client_speaks_as_the_cli_does() -> None:
 
     assert (_entry.CANCEL_LINE, _entry.EXIT_INTERNAL, _entry.EXIT_CANCELLED) == (cli.CANCEL_LINE, cli.EXIT_INTERNAL,
                                                                                   cli.EXIT_CANCELLED)
+
+
+@needs_cnn
+def test_console_script_quick_exit_keeps_output_and_messages(sample_case, tmp_path):
+    """``lightseg segment`` leaves with ``os._exit`` after a local run: the mask, its sidecar, the summary line
+    and exit code are all there; a refused run still prints its one line and exits non-zero."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "LIGHTSEG_SERVE": "0"}
+    argv = [sys.executable, "-c", "from napari_lightseg._entry import script; script()", "segment", str(sample_case),
+            "--out", "seg.nii.gz"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "seg.nii.gz" in done.stdout and "WT" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seg.labels.json", "seg.nii.gz"]  # no temporary left
+    refused = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert refused.returncode != 0
+    assert "exists" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -35,6 +35,21 @@ def export_onnx(model: torch.nn.Module, path: Path, size: int = 160) -> Path:
     torch.onnx.export(model, dummy, str(path), input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": axes, "logits": axes}, opset_version=OPSET,
                       training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False, dynamo=False)
+    with torch.no_grad():
+        channels = int(model(dummy).shape[1])
+    return declare_channels(path, channels)
+
+
+def declare_channels(path: Path, channels: int) -> Path:
+    """Write the output's channel count into the graph when the exporter left it symbolic (a Resize to a
+    size taken from a tensor's shape hides it): model cards and the plugin read it from there."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    dim = graph.graph.output[0].type.tensor_type.shape.dim[1]
+    if not dim.HasField("dim_value"):
+        dim.dim_value = channels
+        onnx.save(graph, str(path))
     return path
 
 

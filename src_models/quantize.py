@@ -75,4 +75,8 @@ def quantize(fp32: Path, out: Path, batches: list[np.ndarray], method: str = "Mi
             calibrate_method=getattr(CalibrationMethod, method), op_types_to_quantize=QUANTIZED_OPS,
             extra_options=extra,
         )
-    return out
+    import onnx
+
+    from .export import declare_channels
+
+    return declare_channels(out, onnx.load(str(fp32)).graph.output[0].type.tensor_type.shape.dim[1].dim_value)

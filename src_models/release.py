@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -92,7 +93,7 @@ def flip_table(card: ModelCard, studies: list, fixed: list[str] | None = None) -
         print(f"{card.name} flips {option}: mean Dice {table[option]['mean_dice']:.4f}, {val['seconds']:.2f} s", flush=True)
     best = max(table, key=lambda o: table[o]["mean_dice"])
     chosen = best if table[best]["mean_dice"] - table["none"]["mean_dice"] >= MIN_FLIP_GAIN else "none"
-    if fixed is not None:  # an INT8 twin keeps its FP32 model's default
+    if fixed is not None:  # an INT8 twin keeps its FP32 model's default; a release may fix it (--default-flips)
         chosen = next(option for option, flips in FLIP_OPTIONS.items() if flips == fixed)
     card.test_time_flips = FLIP_OPTIONS[chosen]
     table["default"] = chosen
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", required=True, help="model name stem, e.g. dsc-unet")
     p.add_argument("--out", type=Path, default=CARD_DIR)
     p.add_argument("--methods", default="MinMax,Percentile")
+    p.add_argument("--default-flips", choices=sorted(FLIP_OPTIONS), default=None,
+                   help="the cards' default test-time flips, whatever they add (e.g. none for a speed tier); "
+                        "default: the best option when it adds MIN_FLIP_GAIN mean Dice over none")
+    p.add_argument("--about", default="", help="a sentence appended to the cards' description (what the model is for)")
     p.add_argument("--final-fit", action="store_true",
                    help="RUN trained on all labelled cases (train --all-cases) with the recipe of the shipped <name> "
                         "cards: replace their weights, keep their split numbers (see final_fit.py)")
@@ -151,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     probe = stack_context(np.ascontiguousarray(image.transpose(1, 0, 2, 3), dtype=np.float32), mid - 8, mid + 8, context)
     check = parity(model, fp32, probe, head)
     card32 = draft_card(args.name, config["arch"], "fp32", fp32, config)
-    flips32, val32, preds32 = flip_table(card32, val_studies)
+    fixed = FLIP_OPTIONS[args.default_flips] if args.default_flips else None
+    flips32, val32, preds32 = flip_table(card32, val_studies, fixed=fixed)
 
     batches = calibration_batches(train_cases, context=context)
     best = None
@@ -179,14 +185,16 @@ def main(argv: list[str] | None = None) -> None:
     if log[-1]["step"] < config["steps"]:
         training["note"] = (f"stopped on its time budget at step {log[-1]['step']} (learning rate annealed to 0 over the "
                             "budget), so the step count depends on the machine's speed")
-    reproduce = [*training_commands(args.run, config), f"python -m src_models.release {args.run} --name {args.name}"]
+    chosen = (f" --default-flips {args.default_flips}" if args.default_flips else "") + (
+        f" --about {shlex.quote(args.about)}" if args.about else "")
+    reproduce = [*training_commands(args.run, config), f"python -m src_models.release {args.run} --name {args.name}{chosen}"]
     recipe = [f"{head} head"] + ([f"2.5D (+-{context} slices)"] if context else []) + [f"{config.get('aug', 'basic')} augmentation"]
     for card, val, flips in ((card32, val32, flips32), (card8, val8, flips8)):
         card.validation = val
         card.training = training
         card.reproduce = reproduce
         card.description = (f"{config['arch']} ({', '.join(recipe)}) trained on {len(train_dirs)} BraTS 2018 cases; "
-                            f"{card.precision.upper()} ONNX")
+                            f"{card.precision.upper()} ONNX" + (f". {args.about}" if args.about else ""))
         card.extra = {"test_time_flips_validation": flips}
     card32.extra["onnx_vs_pytorch"] = check
     card8.quantization = {"format": "QDQ", "weights": "per-channel S8", "activations": "U8", "calibration": method,

@@ -73,3 +73,23 @@ def test_tiny_training_export_quantize(synthetic_case, tmp_path):
     out = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {"input": slices})[0]
     assert out.shape == slices.shape
     assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(int8)).graph.node)
+
+
+def test_fast_architecture_exports_for_any_crop(tmp_path):
+    """mnv3-lraspp-fast halves the slice inside the graph: every crop the engine makes (a multiple of 16, so the
+    half-size slice may be only a multiple of 8) must come back at full size, in ONNX as in PyTorch, and the
+    exported graph must declare its channel count (its last Resize takes the size from a shape)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = build("mnv3-lraspp-fast", out_channels=3).eval()
+    path = export_onnx(model, tmp_path / "fast.onnx", size=64)
+    assert onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((2, 4, 80, 112), (1, 4, 176, 144), (1, 4, 16, 48)):
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        got = session.run(None, {"input": x})[0]
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        assert got.shape == ref.shape == (shape[0], 3, *shape[2:])
+        assert np.abs(got - ref).max() < 1e-4

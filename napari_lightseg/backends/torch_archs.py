@@ -7,7 +7,7 @@
   the seed; does not fold).
 - ``mnv3-lraspp``: MobileNetV3-Small-style encoder + LR-ASPP head (Howard et al. 2019) with the
   stride-8 skip, for 4-channel input.
-- ``mnv3-lraspp-half``: the same net on 2x2-averaged slices, logits upsampled back in the graph (the fast tier).
+- ``mnv3-lraspp-fast``: the same net on 2x2-averaged slices, logits upsampled back in the graph (the fast tier).
 Nearest upsampling (not ConvTranspose) everywhere: ONNX Runtime has no INT8 ConvTranspose kernel.
 """
 from __future__ import annotations
@@ -228,7 +228,7 @@ ARCHITECTURES = {
     "unet": lambda norm, cin, cout: unet(16, norm, cin, cout),
     "dsc-unet": lambda norm, cin, cout: dsc_unet(16, norm, cin, cout),
     "mnv3-lraspp": lambda norm, cin, cout: MobileNetV3LRASPP(in_channels=cin, out_channels=cout),
-    "mnv3-lraspp-half": lambda norm, cin, cout: MobileNetV3LRASPPHalf(in_channels=cin, out_channels=cout),
+    "mnv3-lraspp-fast": lambda norm, cin, cout: MobileNetV3LRASPPHalf(in_channels=cin, out_channels=cout),
 }
 
 

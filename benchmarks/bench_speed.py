@@ -6,15 +6,20 @@ Writes ``benchmarks/RESULTS_speed.md`` and ``benchmarks/results_speed.json``:
    segment path loads and for the package's own modules, with the ``--before`` tree and this one.
 2. Session creation (in-process, median): optimizing the graph afresh vs loading the cached optimized
    graph (``backends.registry``; ``LIGHTSEG_CACHE``).
-3. Whole process, ``lightseg segment`` with the fastest model: the package as of ``--before`` (a git
-   ref, exported to a temporary folder) and as in this checkout, interleaved so both see the same
-   background load: wall and CPU (user+sys) seconds, median; the masks' sha256 must be equal
+3. Whole process, ``lightseg segment`` as the console script runs it (``python -m napari_lightseg._entry``,
+   no server): ``MODEL`` with the package as of ``--before`` (a git ref, exported to a temporary folder) and
+   as in this checkout, interleaved so both see the same background load, and the speed tier ``FAST``
+   (this checkout only): wall and CPU (user+sys) seconds, median; ``MODEL``'s masks' sha256 must be equal
    (bit-identical outputs: the decoded label arrays, ``check_identical.label_digest``) on each case. Both trees are byte-compiled first, as an installed package
    is (this machine sets PYTHONDONTWRITEBYTECODE, which would charge ~0.1 s of compiling to every run).
-4. ``lightseg segment`` as a client of a warm ``lightseg serve`` vs cold (``served``): client wall and CPU,
-   the server's own CPU per job, bit-identical masks.
+4. ``lightseg segment`` as a client of a warm ``lightseg serve`` vs cold (``served``), with ``FAST``: client
+   wall and CPU, the server's own CPU per job, bit-identical masks.
 
-    LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_speed.py [--repeats 7] [--before REF]
+Every child process runs this interpreter: run the script with the Python a user would have (a plain,
+non-editable install in a venv: an editable install or a sandbox's .pth files add to every Python start;
+the header names the interpreter and its .pth files).
+
+    LIGHTSEG_DATA=../shared/data PYTHONPATH=. VENV/bin/python benchmarks/bench_speed.py [--repeats 7] [--before REF]
 """
 from __future__ import annotations
 
@@ -38,8 +43,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = Path(os.environ.get("LIGHTSEG_DATA", ROOT / ".." / "shared" / "data")).resolve()
 CASES = ["Brats18_TCIA02_606_1", "Brats18_CBICA_ALU_1"]
-MODEL = "mnv3-lraspp-int8"
-BEFORE = "8438a20"  # main before session 5's speed work
+MODEL = "mnv3-lraspp-int8"  # the fastest model before session 6: bit-identical masks before/after
+FAST = "mnv3-lraspp-fast-int8"  # the speed tier (session 6): 2x2-averaged slices
+BEFORE = "0b4a645"  # main before session 6's speed work
 # children run here: ``python -c``/``-m`` put the working folder first on sys.path, before PYTHONPATH
 NEUTRAL_DIR = tempfile.gettempdir()
 IMPORTS = ["numpy", "onnxruntime", "pydicom", "nibabel", "scipy.ndimage", "SimpleITK", "napari_lightseg.io",
@@ -99,7 +105,7 @@ def stage_costs(repeats: int, tree: Path) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats + 1):  # the first run fills the session cache and is not counted
             _, _, text = child([sys.executable, "-c", STAGES, str(DATA / "brats18" / CASES[0]), f"{tmp}/stage.nii.gz",
-                                MODEL], {"PYTHONPATH": str(tree), "LIGHTSEG_CACHE": f"{tmp}/cache"})
+                                FAST], {"PYTHONPATH": str(tree), "LIGHTSEG_CACHE": f"{tmp}/cache"})
             for name, wall, cpu in json.loads(text.strip().splitlines()[-1]) if i else ():
                 runs.setdefault(name, []).append((wall, cpu))
     return {name: {"wall_s": statistics.median(w for w, _ in v), "cpu_s": statistics.median(c for _, c in v)}
@@ -202,7 +208,7 @@ def spinning(repeats: int) -> dict[str, dict[str, float]]:
     return out
 
 
-GUI_MODELS = (MODEL, "mnv3-lraspp-v2-int8")
+GUI_MODELS = (FAST, MODEL, "mnv3-lraspp-v2-int8")
 
 
 def concurrency(repeats: int) -> dict[str, dict[str, float]]:
@@ -268,18 +274,20 @@ def opened_study_runs(repeats: int) -> dict[str, dict[str, float]]:
 
 
 def whole_process(repeats: int, trees: dict[str, Path]) -> list[dict]:
-    """``lightseg segment`` per tree and case, interleaved; medians and the masks' sha256."""
+    """``lightseg segment`` as the console script runs it (no server), per case: ``MODEL`` with each tree and
+    ``FAST`` with this one, interleaved; medians, fastest run and the masks' sha256 (decoded labels)."""
+    runners = {"before": (trees["before"], MODEL), "after": (trees["after"], MODEL), "fast": (trees["after"], FAST)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
-            runs: dict[str, list[tuple[float, float]]] = {label: [] for label in trees}
+            runs: dict[str, list[tuple[float, float]]] = {label: [] for label in runners}
             digests = {}
             for i in range(repeats + 1):  # the first round fills the session cache and is not counted
-                for label, tree in trees.items():
+                for label, (tree, model) in runners.items():
                     out = f"{tmp}/{label}.nii.gz"
-                    wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg.cli", "segment",
-                                          str(DATA / "brats18" / case), "--model", MODEL, "--out", out, "--overwrite"],
-                                         {"PYTHONPATH": str(tree), "LIGHTSEG_CACHE": f"{tmp}/cache"})
+                    wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg._entry", "segment",
+                                          str(DATA / "brats18" / case), "--model", model, "--out", out, "--overwrite"],
+                                         {"PYTHONPATH": str(tree), "LIGHTSEG_CACHE": f"{tmp}/cache", "LIGHTSEG_SERVE": "0"})
                     digests[label] = label_digest(Path(out))  # the decoded labels: gzip bytes may differ
                     if i:
                         runs[label].append((wall, cpu))
@@ -322,7 +330,7 @@ def served(repeats: int, case: str = CASES[0]) -> dict:
                     out = f"{tmp}/{label}.nii.gz"
                     before = _process_cpu(server.pid)
                     wall, cpu, _ = child([sys.executable, "-m", "napari_lightseg._entry", "segment",
-                                          str(DATA / "brats18" / case), "--model", MODEL, "--out", out, "--overwrite"],
+                                          str(DATA / "brats18" / case), "--model", FAST, "--out", out, "--overwrite"],
                                          {**env, **extra})
                     server_cpu = _process_cpu(server.pid) - before
                     digests[label] = label_digest(Path(out))
@@ -343,13 +351,19 @@ def served(repeats: int, case: str = CASES[0]) -> dict:
             "sha256": digests["served"]}
 
 
-def served_only(repeats: int) -> None:
-    """The warm-server table alone, for this interpreter; also what its start-up loads (``site``'s .pth files:
-    an editable install adds an import finder to every Python start)."""
+def interpreter(repeats: int) -> tuple[str, float]:
+    """What this interpreter loads at start (``site``'s .pth files) and its bare start-up wall time (median)."""
     import site
 
     pth = sorted(p.name for d in site.getsitepackages() for p in Path(d).glob("*.pth"))
     start = statistics.median(child([sys.executable, "-c", "pass"])[0] for _ in range(max(repeats, 5)))
+    return ", ".join(pth) or "none", start
+
+
+def served_only(repeats: int) -> None:
+    """The warm-server table alone, for this interpreter; also what its start-up loads (``site``'s .pth files:
+    an editable install adds an import finder to every Python start)."""
+    pth, start = interpreter(repeats)
     load = os.getloadavg()[0]
     r = served(repeats)
     head = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
@@ -359,8 +373,8 @@ def served_only(repeats: int) -> None:
         f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
         f"{cpu_line()}; load average (1 min) {load:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end; code of this checkout ({head}); interpreter `{sys.executable}` "
-        f"(prefix `{sys.prefix}`); its site-packages' .pth files: {', '.join(pth) or 'none'}; "
-        f"`python -c pass` {start:.3f} s wall (median). Medians of {repeats}, interleaved, {r['case']}, `{MODEL}`.", "",
+        f"(prefix `{sys.prefix}`); its site-packages' .pth files: {pth}; "
+        f"`python -c pass` {start:.3f} s wall (median). Medians of {repeats}, interleaved, {r['case']}, `{FAST}`.", "",
         "| run | client process wall s | client CPU s | server CPU s |", "|---|---:|---:|---:|",
         f"| warm server | {r['served_wall_s']:.3f} (fastest {r['served_wall_min_s']:.3f}) | {r['served_cpu_s']:.3f} | "
         f"{r['served_server_cpu_s']:.3f} |",
@@ -378,17 +392,17 @@ def markdown(res: dict) -> str:
              f"{res['when']}; {res.get('cpu', f'{os.cpu_count()} cores')}; load average (1 min) {res['load_start']:.2f} at start, "
              f"{res['load_end']:.2f} at end (the benchmark itself keeps up to 2 cores busy; "
              f"{res.get('others', 'other jobs shared these cores')}): wall times are noisy, CPU seconds steadier. Medians of "
-             f"{res['repeats']}; model `{MODEL}`; *before* = `{res['before']}` (main before session 5), *after* = "
-             f"this checkout ({res['after']}).", "",
-             "What changed since *before* (session 5, masks bit-identical, whole-process table): inference runs two "
-             "batches at once, each on a 1-thread ONNX Runtime session (`backends.registry.split_threads`; table "
-             "below); .nii.gz files are inflated and written with zlib-ng (`io/_gzip.py`), whose reader releases "
-             "the GIL, so the four sequences really inflate in parallel; the label convention reads the ground "
-             "truth as integers; the segment path labels components with cc3d instead of scipy.ndimage "
-             "(`arrays.label`, equal to scipy's, tests/test_labelling.py), so SciPy's ~0.3 s import is gone. "
-             "Earlier sessions: the brain region once per run, one labelling for "
-             "post-processing, nibabel without pydicom, SimpleITK only where needed, ONNX Runtime threads sleep, "
-             "the cached optimized graph.", "",
+             f"{res['repeats']}; *before* = `{res['before']}` (main before session 6), *after* = this checkout "
+             f"({res['after']}). Interpreter `{res.get('python', '?')}` (its site-packages' .pth files: "
+             f"{res.get('pth', '?')}; `python -c pass` {res.get('python_start_s', float('nan')):.3f} s wall, median).", "",
+             f"What changed since *before* (session 6): the speed tier `{FAST}` (the v2 recipe on 2x2-averaged slices, "
+             "logits upsampled inside the graph: about a quarter of the inference; its own card and Dice); the console "
+             "script leaves with `os._exit` after a local `segment` once the mask is committed and the streams flushed "
+             "(`_entry.script`: no interpreter teardown). "
+             f"`{MODEL}`'s masks are bit-identical before and after. Session 5: two concurrent 1-thread inference "
+             "batches, zlib-ng, cc3d instead of SciPy, `lightseg serve`. Earlier: the brain region once per run, one "
+             "labelling for post-processing, nibabel without pydicom, SimpleITK only where needed, ONNX Runtime threads "
+             "sleep, the cached optimized graph.", "",
              "## Imports (CPU s in a fresh interpreter, each including what it imports)", "",
              "| import | before CPU s | after CPU s |", "|---|---:|---:|"]
     lines += [f"| `{k}` | {v['before']:.3f} | {v['after']:.3f} |" for k, v in res["imports"].items()]
@@ -407,15 +421,19 @@ def markdown(res: dict) -> str:
               "| model | setup | wall s | CPU s | labels identical |", "|---|---|---:|---:|---|",
               *[f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} | {'yes' if v['identical'] else 'NO'} |"
                 for k, v in res["concurrency"].items()], "",
-              "## `lightseg segment` whole process, before vs after", "",
-              "| case | before wall s | after wall s | after fastest wall s | before CPU s | after CPU s | masks bit-identical |",
-              "|---|---:|---:|---:|---:|---:|---|"]
+              "## `lightseg segment` whole process (the console script, no server), before vs after", "",
+              f"`{MODEL}` with both trees (masks must be bit-identical) and the speed tier `{FAST}` (after only).", "",
+              "| case | model | before wall s | after wall s | after fastest wall s | before CPU s | after CPU s | masks bit-identical |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in res["whole"]:
-        lines.append(f"| {r['case']} | {r['before_wall_s']:.2f} | {r['after_wall_s']:.2f} | {r['after_wall_min_s']:.2f} | "
+        lines.append(f"| {r['case']} | {MODEL} | {r['before_wall_s']:.2f} | {r['after_wall_s']:.2f} | {r['after_wall_min_s']:.2f} | "
                      f"{r['before_cpu_s']:.2f} | {r['after_cpu_s']:.2f} | "
                      f"{'yes' if r['identical'] else 'NO'} (`{r['sha256_after'][:12]}`) |")
+    for r in res["whole"]:
+        lines.append(f"| {r['case']} | {FAST} | - | {r['fast_wall_s']:.2f} | {r['fast_wall_min_s']:.2f} | - | "
+                     f"{r['fast_cpu_s']:.2f} | - |")
     st = res["stages"]
-    lines += ["", f"## Where the time goes now (after; {CASES[0]}; in-process stages, median)", "",
+    lines += ["", f"## Where the time goes now (after, `{FAST}`; {CASES[0]}; in-process stages, median)", "",
               "Interpreter start is not included (see the first import row).", "",
               "| stage | wall s | CPU s |", "|---|---:|---:|"]
     lines += [f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} |" for k, v in st.items()]
@@ -429,7 +447,7 @@ def markdown(res: dict) -> str:
     if "served" in res:
         r = res["served"]
         lines += ["", "## `lightseg segment` with a warm `lightseg serve` vs cold", "",
-                  f"{r['case']}, `{MODEL}`, interleaved (median): the whole client process (`python -m "
+                  f"{r['case']}, `{FAST}`, interleaved (median): the whole client process (`python -m "
                   f"napari_lightseg._entry segment ...`) handing its job to a running server, vs the same command "
                   f"with `LIGHTSEG_SERVE=0` (a cold local run). The server's CPU is its own, per job "
                   f"({r['jobs_served']} of {r['runs']} jobs served).", "",
@@ -459,7 +477,9 @@ def main() -> None:
                           text=True).stdout.strip()
     res: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": os.getloadavg()[0],
                  "repeats": args.repeats, "before": args.before, "after": head,
-                 "cpu": cpu_line(), "others": args.others or "other jobs may have shared these cores"}
+                 "cpu": cpu_line(), "others": args.others or "other jobs may have shared these cores",
+                 "python": sys.executable}
+    res["pth"], res["python_start_s"] = interpreter(args.repeats)
     global NEUTRAL_DIR
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "before").mkdir()

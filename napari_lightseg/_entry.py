@@ -7,6 +7,7 @@ listening, a server running other code, or any failure before the server accepte
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -87,10 +88,8 @@ def script() -> None:
     if "logging" in sys.modules:
         sys.modules["logging"].shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be said
-            pass
     os._exit(code)
 
 

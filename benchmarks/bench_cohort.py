@@ -11,7 +11,7 @@ Writes ``benchmarks/RESULTS_cohort.md`` (tables) and ``benchmarks/results_cohort
    peak memory of ``lightseg segment`` (interpreter start to NIfTI written, median).
 3. The peer: MONAI SegResNet in its BraTS configuration (init_filters=16, blocks_down=(1,2,2,4),
    blocks_up=(1,1,1), 4 in / 3 out; random weights, PyTorch FP32) on the same case, whole process
-   including reading the four files and writing the mask; the ratio to ``mnv3-lraspp-int8``.
+   including reading the four files and writing the mask; the ratio to ``FASTEST``.
 
     LIGHTSEG_DATA=../shared/data PYTHONPATH=. python benchmarks/bench_cohort.py [--repeats 3] [--skip-peer]
 """
@@ -33,7 +33,7 @@ from machine import cpu_line  # benchmarks/ is on sys.path when this runs as a s
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("LIGHTSEG_DATA", HERE.parent / ".." / "shared" / "data")).resolve()
 CASE = DATA / "brats18" / "Brats18_TCIA02_606_1"
-FASTEST = "mnv3-lraspp-int8"
+FASTEST = "mnv3-lraspp-fast-int8"  # the speed tier (session 6); was mnv3-lraspp-int8
 
 PEER = r"""
 import sys, time
@@ -134,7 +134,7 @@ def stage_times(case: Path, repeats: int, threads: int) -> list[dict]:
             runs = [process_case(spec, card, tmp, threads=threads) for _ in range(repeats)]
             walls, rss = [], []
             for _ in range(repeats):
-                w, m = whole_process([sys.executable, "-m", "napari_lightseg.cli", "segment", str(case), "--model",
+                w, m = whole_process([sys.executable, "-m", "napari_lightseg._entry", "segment", str(case), "--model",
                                       card.name, "--threads", str(threads), "--out", f"{tmp}/cli.nii.gz", "--overwrite"])
                 walls.append(w)
                 rss.append(m)
@@ -147,7 +147,7 @@ def stage_times(case: Path, repeats: int, threads: int) -> list[dict]:
 
 def peer(case: Path, repeats: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        ours = [whole_process([sys.executable, "-m", "napari_lightseg.cli", "segment", str(case), "--model", FASTEST,
+        ours = [whole_process([sys.executable, "-m", "napari_lightseg._entry", "segment", str(case), "--model", FASTEST,
                                "--threads", str(threads), "--out", f"{tmp}/ours.nii.gz", "--overwrite"]) for _ in range(repeats)]
         theirs = [whole_process([sys.executable, "-c", PEER, str(case), f"{tmp}/peer.nii.gz", str(threads)])
                   for _ in range(repeats)]
@@ -216,6 +216,7 @@ def markdown(res: dict) -> str:
 
 
 def main() -> None:
+    os.environ["LIGHTSEG_SERVE"] = "0"  # `lightseg segment` runs locally, as the console script does with no server
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="ORT threads for single-case runs, and cores for the cohort")

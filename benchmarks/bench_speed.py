@@ -396,7 +396,8 @@ def markdown(res: dict) -> str:
              f"({res['after']}). Interpreter `{res.get('python', '?')}` (its site-packages' .pth files: "
              f"{res.get('pth', '?')}; `python -c pass` {res.get('python_start_s', float('nan')):.3f} s wall, median).", "",
              f"What changed since *before* (session 6): the speed tier `{FAST}` (the v2 recipe on 2x2-averaged slices, "
-             "logits upsampled inside the graph: about a quarter of the inference; its own card and Dice); the console "
+             "logits upsampled inside the graph: a quarter of the FLOPs, less than half the inference; its own card and "
+             "Dice); the console "
              "script leaves with `os._exit` after a local `segment` once the mask is committed and the streams flushed "
              "(`_entry.script`: no interpreter teardown). "
              f"`{MODEL}`'s masks are bit-identical before and after. Session 5: two concurrent 1-thread inference "

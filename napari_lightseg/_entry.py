@@ -74,8 +74,8 @@ def script() -> None:
     """The console script: ``main``, then, after a local ``segment``, leave without tearing the interpreter down.
 
     By then the mask is committed (renamed into place) or nothing was written. What is skipped is the
-    freeing of every module, array and the ONNX Runtime session, ~0.07 s of a ~1 s run
-    (``benchmarks/RESULTS_speed.md``). ``atexit`` handlers still run (temporary folders, logging) and the
+    freeing of every module, array and the ONNX Runtime session: 0.05-0.08 s of a ~1.2 s run
+    (``benchmarks/RESULTS_speed.md``, before vs after). ``atexit`` handlers still run (temporary folders, logging) and the
     standard streams are flushed; other commands exit normally (a Dask cluster shuts down its own way).
     """
     argv = sys.argv[1:]

@@ -60,7 +60,9 @@ def default_socket_path() -> str:
 
 
 def code_key(package_dir: str = PACKAGE_DIR) -> str:
-    """sha1 of the package folder, the interpreter, and (name, mtime_ns, size) of every .py file and model file.
+    """sha1 of the package folder, the interpreter, (name, mtime_ns, size) of every .py file and model file, and
+    the installed distributions with their versions (the ``.dist-info`` names in site-packages: a server started
+    before an install or upgrade holds the old versions in memory).
 
     Only ``stat`` calls: a few milliseconds at every client start.
     """
@@ -78,8 +80,19 @@ def code_key(package_dir: str = PACKAGE_DIR) -> str:
     except ImportError:  # pragma: no cover - other interpreters
         from hashlib import sha1
     digest = sha1()
-    digest.update(json.dumps([package_dir, sys.prefix, sys.version, sorted(entries)]).encode())
+    digest.update(json.dumps([package_dir, sys.prefix, sys.version, sorted(entries), _installed()]).encode())
     return digest.hexdigest()
+
+
+def _installed() -> list[str]:
+    """The ``*.dist-info`` / ``*.egg-info`` names (name and version) in the site-packages folders on ``sys.path``."""
+    names: list[str] = []
+    for folder in sorted({os.path.realpath(p) for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}):
+        try:
+            names += sorted(n for n in os.listdir(folder) if n.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+    return names
 
 
 # --- messages -------------------------------------------------------------------------------------------------

@@ -344,3 +344,16 @@ def test_console_script_quick_exit_keeps_output_and_messages(sample_case, tmp_pa
     refused = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert refused.returncode != 0
     assert "exists" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_code_key_changes_when_a_package_is_installed(tmp_path, monkeypatch):
+    """A server started before an upgrade holds the old dependencies in memory: the client's key must differ then,
+    so the job runs locally with what is installed now. Python writing bytecode there changes nothing."""
+    site = tmp_path / "lib" / "site-packages"
+    (site / "numpy-1.0.dist-info").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    before = serve.code_key()
+    (site / "__pycache__").mkdir()
+    assert serve.code_key() == before
+    (site / "numpy-1.0.dist-info").rename(site / "numpy-9.9.dist-info")  # what an upgrade leaves behind
+    assert serve.code_key() != before

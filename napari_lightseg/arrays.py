@@ -65,6 +65,19 @@ def label(mask: np.ndarray, connectivity: int = 1, *, raster_order: bool = True)
     return found, int(number)
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)`` without importing SciPy (~0.3 s on the brain-extraction path):
+    background voxels face-connected to the array's border stay background, every other one is filled."""
+    mask = np.asarray(mask, dtype=bool)
+    ids, count = label(~mask, 1, raster_order=False)
+    outside = np.zeros(count + 1, dtype=bool)
+    outside[0] = True  # id 0 is the mask itself: kept as it is
+    for axis in range(mask.ndim):
+        for end in (0, mask.shape[axis] - 1):
+            outside[np.take(ids, end, axis=axis)] = True
+    return mask | ~outside[ids]
+
+
 def _raster_order(ids: np.ndarray, count: int) -> np.ndarray:
     """``ids`` (components 1..count, every one present) renumbered by the C-order position of their first voxel."""
     ids = np.ascontiguousarray(ids)

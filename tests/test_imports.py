@@ -138,3 +138,12 @@ def test_segment_nifti_imports_no_dicom(tmp_path: Path) -> None:
     assert out.exists()
     assert loaded & {"pydicom", "highdicom", "SimpleITK", "scipy.ndimage"} == set()
 
+
+
+def test_brain_extraction_imports_no_scipy_ndimage() -> None:
+    """A full-head study's brain extraction fills holes with cc3d (``arrays.fill_holes``): SciPy's ~0.3 s import
+    is not paid on the clinical path."""
+    code = ("import numpy as np\nfrom napari_lightseg.preprocess import brain_extraction as bx\n"
+            "head = np.zeros((40, 44, 36), np.float32)\nhead[8:32, 8:36, 8:28] = 100.0\n"
+            "head[12:28, 12:32, 12:24] = 300.0\nbx.extract_brain(head, size=64, threads=1)")
+    assert "scipy.ndimage" not in _loaded_after(code)

@@ -274,3 +274,17 @@ def test_brain_extraction_components_match_scipy():
     volume[5:25, 14:16, 15] = 0
     volume[5:25, 14, 15] = volume[5:25, 15, 16] = 1.0  # by an edge only: apart (face neighbours, as scipy's default)
     assert not bx.looks_skull_stripped(volume)
+
+
+def test_fill_holes_matches_scipy():
+    """``arrays.fill_holes`` (brain extraction's last step, through cc3d) is ``ndimage.binary_fill_holes``."""
+    from napari_lightseg.arrays import fill_holes
+
+    masks = [*MASKS_3D, *MASKS_2D]
+    cavity = np.ones((7, 8, 9), bool)
+    cavity[2:5, 3:5, 3:7] = False  # a closed hole
+    cavity[3, 0:4, 4] = False  # a tunnel to the border: stays open
+    masks.append(cavity)
+    for mask in masks:
+        got = fill_holes(mask)
+        assert got.dtype == bool and np.array_equal(got, ndimage.binary_fill_holes(mask)), mask.shape

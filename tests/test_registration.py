@@ -36,7 +36,14 @@ from napari_lightseg.io.labels import read_label_sidecar
 from napari_lightseg.io.naming import discover
 from napari_lightseg.io.series import SeriesVolume
 from napari_lightseg.metrics import dice
-from napari_lightseg.preprocess.registration import align_study, labels_onto_study, labels_to_native, register_rigid
+from napari_lightseg.preprocess.registration import (
+    DEFAULT_SETTINGS,
+    _register_all,
+    align_study,
+    labels_onto_study,
+    labels_to_native,
+    register_rigid,
+)
 from napari_lightseg.progress import Cancelled
 
 SHAPE = (9, 8, 7)
@@ -237,6 +244,25 @@ def test_register_rigid_stops_when_cancelled() -> None:
     with pytest.raises(Cancelled):
         register_rigid(base, moving, cancel=cancel)
     assert len(calls) < 10  # it stopped right away, not after the whole optimisation
+
+
+def test_registration_is_reproducible_and_concurrent_runs_agree() -> None:
+    """The same pair gives the same transform every time, whatever ITK's thread setting (a multi-threaded Mattes
+    metric sums in a different order each run: the same study gave masks hundreds of voxels apart), and the
+    sequences registered side by side in ``align_study`` get exactly what one at a time gets."""
+    base = _blob_sitk()
+    moving = {f"m{i}": perturb(base, ClinicalGrid(), euler((0, 1.0 * i, 3.0), (2, -1, i), center_of(base)))
+              for i in range(3)}
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
+    try:
+        one_by_one = {k: register_rigid(base, m)[0].GetParameters() for k, m in moving.items()}
+        assert all(register_rigid(base, m)[0].GetParameters() == one_by_one[k] for k, m in moving.items())
+        together = _register_all(base, moving, DEFAULT_SETTINGS, [0, 1, 2], 3, None, None)
+        assert {k: t.GetParameters() for k, (t, _) in together.items()} == one_by_one
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 2  # put back after the registrations
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def test_align_study_identical_grids_are_not_registered() -> None:

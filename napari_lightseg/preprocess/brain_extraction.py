@@ -29,7 +29,7 @@ from typing import overload
 import numpy as np
 from nibabel.orientations import aff2axcodes, apply_orientation, axcodes2ornt, ornt_transform
 
-from ..arrays import label
+from ..arrays import fill_holes, label
 from ..io.naming import StudyError
 from ..io.nifti import DISPLAY_AXCODES, Geometry
 from ..models.cards import CardError, ModelCard, load_card
@@ -256,10 +256,8 @@ def extract_brain_detailed(volume: np.ndarray, orientation: Orientation = DISPLA
     report(progress, 0.9, "brain extraction: cleaning the mask")
 
     t = time.perf_counter()
-    from scipy import ndimage  # here: this module is imported on every segment run (looks_skull_stripped)
-
     in_box = resample_nearest(probability > THRESHOLD, crop.shape)  # threshold commutes with nearest
-    in_box = ndimage.binary_fill_holes(largest_component(in_box))
+    in_box = fill_holes(largest_component(in_box))
     mask = np.zeros(x.shape, dtype=bool)
     mask[box] = in_box
     mask = np.ascontiguousarray(apply_orientation(mask, back))

@@ -15,8 +15,12 @@ Physical space is SimpleITK's LPS millimetres; ``Geometry`` (nibabel) affines ar
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +71,56 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, settings: Registrat
     moving = sitk.Cast(moving, sitk.sitkFloat32)
     transform = _initial_transform(fixed, moving, settings.initializer)
     levels = list(settings.levels_mm)
-    state = {"cancelled": False, "iterations": 0, "level": 0}
-    metric = float("nan")
-    stop = ""
+    state: dict[str, Any] = {"cancelled": False, "iterations": 0, "level": 0}
     if settings.pyramid == "itk":
         runs = [(fixed, moving, [max(1, round(mm / min(fixed.GetSpacing()))) for mm in levels], [mm / 2 for mm in levels])]
     else:
         runs = [(_shrink_to(fixed, mm), _shrink_to(moving, mm), [1], [0.0]) for mm in levels]
     learning_rate = settings.learning_rate
+    with _one_itk_thread():
+        transform, metric, stop = _run_levels(runs, transform, settings, learning_rate, state, len(levels), progress, cancel)
+    info = {"metric": metric, "iterations": int(state["iterations"]), "stop": stop,
+            "seconds": time.perf_counter() - started}
+    return sitk.Euler3DTransform(transform), info
+
+
+_itk_lock = threading.Lock()
+_itk_users = 0
+_itk_threads_before = 0
+
+
+@contextmanager
+def _one_itk_thread() -> Iterator[None]:
+    """ITK's global default of one thread while any registration runs (registrations may overlap).
+
+    Why: the Mattes metric sums over ITK's threads in whatever order they finish, so with several threads the
+    same pair registers to a slightly different transform each time (and on each core count): the same study
+    gave masks differing in hundreds of voxels from run to run. The metric takes its thread count from the
+    global default when ``Execute`` builds it (``ImageRegistrationMethod.SetNumberOfThreads`` does not reach it).
+    ``align_study`` registers the sequences side by side instead. Filters made elsewhere meanwhile run on one
+    thread too: slower, never different.
+    """
+    global _itk_users, _itk_threads_before
+    with _itk_lock:
+        if _itk_users == 0:
+            _itk_threads_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        _itk_users += 1
+    try:
+        yield
+    finally:
+        with _itk_lock:
+            _itk_users -= 1
+            if _itk_users == 0:
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_itk_threads_before)
+
+
+def _run_levels(runs: list, transform: sitk.Euler3DTransform, settings: RegistrationSettings, learning_rate: float,
+                state: dict[str, Any], levels: int, progress: ProgressCallback | None,
+                cancel: CancelCallback | None) -> tuple[sitk.Euler3DTransform, float, str]:
+    """The coarse-to-fine optimisation of ``register_rigid``: (transform, final metric, stop condition)."""
+    metric = float("nan")
+    stop = ""
     for number, (level_fixed, level_moving, shrink, sigmas) in enumerate(runs):
         check_cancel(cancel)
         state["level"] = number
@@ -88,7 +134,7 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, settings: Registrat
                 method.StopRegistration()
             elif progress is not None and state["iterations"] % 10 == 0:
                 done = min(method.GetOptimizerIteration() / settings.iterations, 1.0)
-                report(progress, (state["level"] + done) / len(levels), "registering")
+                report(progress, (state["level"] + done) / levels, "registering")
 
         method.AddCommand(sitk.sitkIterationEvent, on_iteration)
         method.Execute(level_fixed, level_moving)
@@ -96,9 +142,7 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, *, settings: Registrat
             raise Cancelled("cancelled by the user")
         metric, stop = float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
         learning_rate /= 2  # the next, finer level only refines
-    info = {"metric": metric, "iterations": int(state["iterations"]), "stop": stop,
-            "seconds": time.perf_counter() - started}
-    return sitk.Euler3DTransform(transform), info
+    return transform, metric, stop
 
 
 def _method(settings: RegistrationSettings, learning_rate: float, shrink: list[int],
@@ -137,6 +181,32 @@ def _initial_transform(fixed: sitk.Image, moving: sitk.Image, how: str) -> sitk.
 
 
 # ------------------------------------------------------------------ alignment of a study
+def _register_all(fixed: sitk.Image, moving: Mapping[str, sitk.Image], settings: RegistrationSettings,
+                  numbers: list[int], total: int, progress: ProgressCallback | None,
+                  cancel: CancelCallback | None) -> dict[str, tuple[sitk.Transform, dict[str, Any]]]:
+    """``register_rigid`` of every moving image to ``fixed``, side by side (each on one ITK thread, so the result
+    does not depend on timing or core count); progress is reported as each sequence's share of ``total``."""
+    if not moving:
+        return {}
+    lock = threading.Lock()
+
+    def one(seq: str, number: int) -> tuple[sitk.Transform, dict[str, Any]]:
+        def sub_progress(fraction: float, message: str) -> None:
+            with lock:  # callbacks arrive from several threads
+                report(progress, (number + fraction) / total, f"{seq}: {message}")
+
+        return register_rigid(fixed, moving[seq], settings=settings, progress=sub_progress, cancel=cancel)
+
+    workers = max(1, min(len(moving), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lightseg-register") as pool:
+        futures = {seq: pool.submit(one, seq, number) for seq, number in zip(moving, numbers)}
+        try:
+            return {seq: future.result() for seq, future in futures.items()}  # the first failure or Cancelled
+        finally:
+            for future in futures.values():
+                future.cancel()
+
+
 def align_study(volumes: Mapping[str, SeriesVolume], reference: str = "t1ce", *, register: bool | None = None,
                 geometries: Mapping[str, Geometry] | None = None, name: str | None = None,
                 settings: RegistrationSettings = DEFAULT_SETTINGS,
@@ -161,29 +231,24 @@ def align_study(volumes: Mapping[str, SeriesVolume], reference: str = "t1ce", *,
     images: dict[str, np.ndarray] = {}
     alignment: dict[str, AlignedSeries] = {}
     order = [s for s in SEQUENCES if s in volumes] + [s for s in volumes if s not in SEQUENCES]
+    on_grid = {seq for seq in order if seq == reference or same_physical_grid(ref_image, volumes[seq].image)}
+    moving = [seq for seq in order if seq not in on_grid]
+    t = time.perf_counter()
+    registered = _register_all(ref_image, {seq: volumes[seq].image for seq in moving} if register is not False else {},
+                               settings, [order.index(seq) for seq in moving], len(order), progress, cancel)
+    timings["register"] = time.perf_counter() - t
     for number, seq in enumerate(order):
         check_cancel(cancel)
         volume = volumes[seq]
         native = geometries.get(seq) or geometry_from_sitk(volume.image)
-        if seq == reference or same_physical_grid(ref_image, volume.image):
+        if seq in on_grid:
             t = time.perf_counter()
             images[seq] = native.to_display(array_in_geometry(volume.image).astype(np.float32, copy=False))
             timings["resample"] += time.perf_counter() - t
             alignment[seq] = AlignedSeries(volume, sitk.Euler3DTransform(), native, registered=False,
                                            reoriented=seq != reference and not native.same_grid(ref_geometry))
             continue
-
-        def sub_progress(fraction: float, message: str, seq: str = seq, number: int = number) -> None:
-            report(progress, (number + fraction) / len(order), f"{seq}: {message}")
-
-        info: dict[str, Any] = {}
-        transform: sitk.Transform
-        if register is False:
-            transform = sitk.Euler3DTransform()
-        else:
-            t = time.perf_counter()
-            transform, info = register_rigid(ref_image, volume.image, settings=settings, progress=sub_progress, cancel=cancel)
-            timings["register"] += time.perf_counter() - t
+        transform, info = registered.get(seq, (sitk.Euler3DTransform(), {}))
         t = time.perf_counter()
         resampled = sitk.Resample(sitk.Cast(volume.image, sitk.sitkFloat32), ref_image, transform, sitk.sitkLinear, 0.0,
                                   sitk.sitkFloat32)

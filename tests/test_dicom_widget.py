@@ -205,6 +205,22 @@ def test_cancel_returns_the_controls(dicom_widget, qtbot) -> None:
 
 
 @pytest.mark.viewer
+def test_cancel_during_registration_returns_the_controls(dicom_widget, qtbot) -> None:
+    """Cancel pressed while the sequences register side by side (worker threads of the worker): every registration
+    stops, the controls come back, nothing is added, and ITK's thread setting is put back."""
+    import SimpleITK as sitk
+
+    viewer, widget, card = dicom_widget
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: "registering" in widget.status.text(), timeout=60_000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=60_000)
+    assert "Cancelled" in widget.status.text() and card.name not in viewer.layers
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads
+
+
+@pytest.mark.viewer
 def test_save_on_native_grids(dicom_widget, dicom_study: Path, qtbot, tmp_path: Path) -> None:
     viewer, widget, card = dicom_widget
     panel = widget.study_panel

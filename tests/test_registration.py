@@ -265,6 +265,22 @@ def test_registration_is_reproducible_and_concurrent_runs_agree() -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
+def test_side_by_side_registrations_stop_on_cancel() -> None:
+    base = _blob_sitk()
+    moving = {f"m{i}": perturb(base, ClinicalGrid(), euler((0, 0, 2.0 + i), (2, 0, 0), center_of(base))) for i in range(3)}
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 5
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    with pytest.raises(Cancelled):
+        _register_all(base, moving, DEFAULT_SETTINGS, [0, 1, 2], 3, None, cancel)
+    assert len(calls) < 30  # every registration stopped at its next iteration, none ran to the end
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
+
+
 def test_align_study_identical_grids_are_not_registered() -> None:
     base = _blob_sitk()
     volumes = {seq: SeriesVolume(sitk.Image(base), f"{seq}.nii", sequence=seq) for seq in SEQUENCES}

@@ -13,6 +13,7 @@ Nearest upsampling (not ConvTranspose) everywhere: ONNX Runtime has no INT8 Conv
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -193,26 +194,12 @@ class MobileNetV3LRASPP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s2 = self.stem(x)
-        s8 = self.stage8(s2)
-        s16 = self.stage16(s8)
-        high = self.cbr(s16) * self.scale(s16)
-        high = F.interpolate(high, scale_factor=2.0, mode="bilinear", align_corners=False)
-        logits8 = self.low_classifier(s8) + self.high_classifier(high)
-        logits2 = F.interpolate(logits8, scale_factor=4.0, mode="bilinear", align_corners=False)
-        logits2 = logits2 + self.refine(torch.cat([s2, logits2], dim=1))
-        return F.interpolate(logits2, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self._logits(x, x.shape[-2:])
 
-
-class MobileNetV3LRASPPHalf(MobileNetV3LRASPP):
-    """The same net on 2x2-averaged slices (2 mm in-plane for BraTS' 1 mm grid), its logits upsampled back
-    to the input grid inside the graph: a quarter of the pixels, about a quarter of the inference time, and the
-    engine's pre- and post-processing unchanged. Sizes are taken from the feature maps, so any input that is a
-    multiple of 16 (the engine's crop) works although the half-size slice is only a multiple of 8."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        full = x.shape[-2:]
-        x = F.avg_pool2d(x, 2)
+    def _logits(self, x: torch.Tensor, size: Any) -> torch.Tensor:
+        """Logits of ``x`` upsampled to ``size``. Every upsampling takes its size from the feature map it
+        meets, so any input that is a multiple of 8 works; on multiples of 16 (the engine's crop) these are the
+        x2 / x4 / x2 steps, with the same arithmetic as ``scale_factor`` (the shipped graphs use it)."""
         s2 = self.stem(x)
         s8 = self.stage8(s2)
         s16 = self.stage16(s8)
@@ -221,7 +208,16 @@ class MobileNetV3LRASPPHalf(MobileNetV3LRASPP):
         logits8 = self.low_classifier(s8) + self.high_classifier(high)
         logits2 = F.interpolate(logits8, size=s2.shape[-2:], mode="bilinear", align_corners=False)
         logits2 = logits2 + self.refine(torch.cat([s2, logits2], dim=1))
-        return F.interpolate(logits2, size=full, mode="bilinear", align_corners=False)
+        return F.interpolate(logits2, size=size, mode="bilinear", align_corners=False)
+
+
+class MobileNetV3LRASPPHalf(MobileNetV3LRASPP):
+    """The same net on 2x2-averaged slices (2 mm in-plane for BraTS' 1 mm grid), its logits upsampled back
+    to the input grid inside the graph: a quarter of the pixels and the engine's pre- and post-processing
+    unchanged. The half-size slice of a crop (a multiple of 16) is a multiple of 8, which ``_logits`` takes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._logits(F.avg_pool2d(x, 2), x.shape[-2:])
 
 
 ARCHITECTURES = {

@@ -3,7 +3,7 @@
 Our tumour CNNs were trained on skull-stripped BraTS data (zeros outside the brain), so a full-head
 clinical study must be stripped first. deepbet (Fisch et al., MIT licence,
 https://github.com/wwu-mmll/deepbet, version 1.0.2) is a trained two-stage extractor; this module
-reproduces its ``BrainExtraction.run_model`` + ``postprocess`` in NumPy/SciPy/cc3d + ONNX Runtime (no
+reproduces its ``BrainExtraction.run_model`` + ``postprocess`` in NumPy/cc3d + ONNX Runtime (no
 PyTorch):
 
 1. the volume in RAS voxel order (deepbet reads ``nib.as_closest_canonical``), resampled to 128^3
